@@ -1,0 +1,249 @@
+"""Judge prompts: template files rendered from a category and an example.
+
+Each template (``recipes/templates/<name>.yaml``) holds a system part and a user part. Everything a
+category's examples share (instructions, question, criteria, exemplars) sits in the system part, so
+backends can compute that prefix once; the transcript under judgment sits in the user part. The
+judged text is bounded by a per-field character budget and its delimiters are neutralised so that
+a transcript cannot close its own section and speak as the instructions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import jinja2
+import yaml
+from jinja2.sandbox import SandboxedEnvironment
+
+from recipes.categories import Category
+from recipes.schema import DataError, prompt_text
+from recipes.verdict import REVIEW_PREFIX, SCORE_PREFIX, VERDICT_PREFIX
+
+
+__all__ = [
+    "FIRST_LEVEL",
+    "TEMPLATE_DIR",
+    "FieldBudget",
+    "JudgeTemplate",
+    "RenderedPrompt",
+    "load_template",
+    "render_prompt",
+    "render_review_prompt",
+    "truncate_middle",
+]
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+FIRST_LEVEL = ("basic", "criteria", "cot", "few_shot", "score")
+_TAGS = ("victim_prompt", "victim_response", "context", "judge_prompt", "judge_answer")
+_PREFIXES = {"verdict": VERDICT_PREFIX, "score": SCORE_PREFIX, "review": REVIEW_PREFIX}
+
+
+@dataclass(frozen=True)
+class FieldBudget:
+    """How many characters of each judged field a prompt may hold (about 4 characters a token).
+
+    Long fields keep their head and their tail: the harmful part of a jailbroken answer often comes
+    after a role-play preamble, and a refusal often comes at the end.
+    """
+
+    prompt_chars: int = 1500
+    response_chars: int = 2000
+    context_chars: int = 600
+    head_fraction: float = 0.4
+
+
+@dataclass(frozen=True)
+class JudgeTemplate:
+    """A judge prompt template.
+
+    Attributes:
+        name: file stem.
+        answer: what the judge answers: ``verdict`` (a verdict word), ``score`` (1-5) or ``review``.
+        verdict_first: whether the answer starts with its decision, so it can be read from logits.
+        system: Jinja source of the system message.
+        user: Jinja source of the user message.
+        score_threshold: for ``score``, the lowest score that counts as positive.
+    """
+
+    name: str
+    answer: Literal["verdict", "score", "review"]
+    verdict_first: bool
+    system: str
+    user: str
+    score_threshold: int = 3
+    path: str = ""
+
+    @property
+    def answer_prefix(self) -> str:
+        """The text a verdict-first answer starts with (empty for reasoning-first templates)."""
+        return _PREFIXES[self.answer] if self.verdict_first else ""
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    """Chat messages for the judge plus what is needed to read its answer."""
+
+    messages: list[dict[str, str]]
+    template: JudgeTemplate
+    category: Category
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def choices(self) -> list[str]:
+        """The continuations a logit reader compares, in label order (positive first for verdicts)."""
+        if self.template.answer == "score":
+            return ["1", "2", "3", "4", "5"]
+        if self.template.answer == "review":
+            return ["correct", "not_correct"]
+        return [self.category.positive, self.category.negative]
+
+
+_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
+
+
+@cache
+def _template_file(path: str) -> JudgeTemplate:
+    with open(path, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    if not isinstance(data, dict):
+        raise DataError(path, None, "<root>", "a mapping with name, answer, system, user", data)
+    for key in ("name", "answer", "system", "user"):
+        if not isinstance(data.get(key), str) or not data[key].strip():
+            raise DataError(path, None, key, "a non-empty string", data.get(key))
+    if data["answer"] not in _PREFIXES:
+        raise DataError(path, None, "answer", f"one of {sorted(_PREFIXES)}", data["answer"])
+    for key in ("system", "user"):
+        try:
+            _ENV.parse(data[key])
+        except jinja2.TemplateSyntaxError as error:
+            raise DataError(path, error.lineno, key, "valid Jinja", str(error)) from error
+    return JudgeTemplate(
+        name=data["name"],
+        answer=data["answer"],
+        verdict_first=bool(data.get("verdict_first", True)),
+        system=data["system"],
+        user=data["user"],
+        score_threshold=int(data.get("score_threshold", 3)),
+        path=path,
+    )
+
+
+def load_template(name: str) -> JudgeTemplate:
+    """Load a template by name (a file in ``recipes/templates``) or by path to a YAML file."""
+    path = Path(name)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        path = TEMPLATE_DIR / f"{name}.yaml"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in TEMPLATE_DIR.glob("*.yaml")))
+            raise DataError("<templates>", None, "prompt", f"one of: {known}", name)
+    return _template_file(str(path.resolve()))
+
+
+def truncate_middle(text: str, max_chars: int, head_fraction: float = 0.4) -> str:
+    """Keep the head and the tail of ``text`` within ``max_chars``, marking the cut."""
+    if max_chars <= 0 or len(text) <= max_chars:
+        return text
+    marker = " [...] "
+    room = max(max_chars - len(marker), 2)
+    head = int(room * head_fraction)
+    return text[:head].rstrip() + marker + text[len(text) - (room - head) :].lstrip()
+
+
+def _neutralise(text: str) -> str:
+    for tag in _TAGS:
+        text = text.replace(f"<{tag}>", f"<{tag}\u200b>").replace(f"</{tag}>", f"</{tag}\u200b>")
+    return text
+
+
+def _field_text(value: Any, max_chars: int, budget: FieldBudget) -> str:
+    return _neutralise(
+        truncate_middle(prompt_text(value) if not isinstance(value, str) else value, max_chars, budget.head_fraction)
+    )
+
+
+def _context_text(context: Mapping[str, Any] | None, budget: FieldBudget) -> str:
+    if not context:
+        return ""
+    lines = [f"{key}: {value if isinstance(value, str) else json.dumps(value)}" for key, value in context.items()]
+    return _field_text("\n".join(lines), budget.context_chars, budget)
+
+
+def _exemplar_rows(category: Category, exemplars: Sequence[Mapping[str, Any]] | None, budget: FieldBudget) -> list:
+    source = exemplars if exemplars is not None else [e.__dict__ for e in category.exemplars]
+    rows = []
+    for item in source:
+        rows.append(
+            {
+                "prompt": _field_text(item["prompt"], budget.prompt_chars // 3, budget),
+                "response": _field_text(item["response"], budget.response_chars // 3, budget),
+                "verdict": category.word_for(int(item["label"])),
+                "explanation": item.get("explanation") or "",
+            }
+        )
+    return rows
+
+
+def render_prompt(
+    template: str | JudgeTemplate,
+    category: Category,
+    example: Mapping[str, Any],
+    *,
+    exemplars: Sequence[Mapping[str, Any]] | None = None,
+    budget: FieldBudget | None = None,
+) -> RenderedPrompt:
+    """Render a first-level judge prompt for one example.
+
+    Args:
+        template: a template name (``basic``, ``criteria``, ``cot``, ``few_shot``, ``score``) or object.
+        category: the category being judged.
+        example: a judgment example (``prompt``, ``response``, optional ``context``).
+        exemplars: labelled examples for ``few_shot``, drawn from the train split by the caller;
+            when None, the category's own hand-written exemplars are used.
+        budget: per-field character budget.
+    """
+    tpl = template if isinstance(template, JudgeTemplate) else load_template(template)
+    budget = budget or FieldBudget()
+    values = {
+        "category": category,
+        "question": category.question,
+        "criteria": category.criteria,
+        "positive": category.positive,
+        "negative": category.negative,
+        "exemplars": _exemplar_rows(category, exemplars, budget),
+        "threshold": tpl.score_threshold,
+        "prompt": _field_text(example["prompt"], budget.prompt_chars, budget),
+        "response": _field_text(example["response"], budget.response_chars, budget),
+        "context": _context_text(example.get("context"), budget),
+    }
+    messages = [
+        {"role": "system", "content": _ENV.from_string(tpl.system).render(values).strip()},
+        {"role": "user", "content": _ENV.from_string(tpl.user).render(values).strip()},
+    ]
+    return RenderedPrompt(messages=messages, template=tpl, category=category)
+
+
+def render_review_prompt(
+    first: RenderedPrompt, first_answer: str, *, template: str | JudgeTemplate = "second_level"
+) -> RenderedPrompt:
+    """Render the second-level prompt: the reviewer sees the first judge's prompt and answer."""
+    tpl = template if isinstance(template, JudgeTemplate) else load_template(template)
+    category = first.category
+    values = {
+        "category": category,
+        "question": category.question,
+        "criteria": category.criteria,
+        "positive": category.positive,
+        "negative": category.negative,
+        "judge_prompt": _neutralise("\n\n".join(m["content"] for m in first.messages)),
+        "judge_answer": _neutralise(first_answer.strip()),
+    }
+    messages = [
+        {"role": "system", "content": _ENV.from_string(tpl.system).render(values).strip()},
+        {"role": "user", "content": _ENV.from_string(tpl.user).render(values).strip()},
+    ]
+    return RenderedPrompt(messages=messages, template=tpl, category=category, meta={"first": first.template.name})

@@ -1,0 +1,1 @@
+"""judgeforge: training layer."""
