@@ -117,19 +117,20 @@ def _json_objects(text: str) -> tuple[list[dict], int | None]:
 
 
 def _field(text: str, key: str) -> tuple[object | None, dict]:
-    """The value of ``key`` in the last JSON object that has it, else in a truncated trailing one.
+    """The value of ``key`` in the last JSON object that has it, a truncated trailing one included.
 
-    The last object wins, so an echoed or injected object earlier in the output cannot decide.
+    The last object wins, so an echoed or injected object earlier in the output cannot decide; a
+    truncated object after the last complete one is the last object, so it is read first.
     """
     objects, unclosed = _json_objects(text)
-    for obj in reversed(objects):
-        lowered = {str(k).lower(): v for k, v in obj.items()}
-        if key in lowered:
-            return lowered[key], lowered
     if unclosed is not None:
         match = re.search(_TRUNCATED_FIELD.format(key=key), text[unclosed:], re.IGNORECASE)
         if match:
             return match.group(1), {}
+    for obj in reversed(objects):
+        lowered = {str(k).lower(): v for k, v in obj.items()}
+        if key in lowered:
+            return lowered[key], lowered
     return None, {}
 
 

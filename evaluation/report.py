@@ -1,0 +1,657 @@
+"""Reports of an evaluation run: Markdown and HTML tables in the paper's shape, plots, CSV, W&B.
+
+``judgeforge report DIR`` reads ``DIR/results.jsonl`` (and ``run.json`` when present), computes
+every metric with :mod:`evaluation.metrics`, and writes into ``DIR``:
+
+* ``report.md`` and ``report.html``: the headline table (every judge, overall F1 with its 95%
+  bootstrap interval, and whether it beats the reference judges), F1 per model x prompt, F1 per
+  category, the second-level change per reviewed judge, fine-tuned vs prompted, agreement across
+  repeats, and coverage (invalid / refusal / error) per category;
+* ``metrics.csv`` (one row per judge x category, every metric, a ``notes`` column giving the reason
+  of each NaN) and ``second_level.csv``;
+* ``f1_heatmap.png`` (model x prompt), ``f1_by_category.png`` and, when some judge gives
+  P(positive), ``reliability.png``.
+
+The reference judges (``reference/...``) are the honest floors: they are marked in every table, and
+the headline says for each judge whether it beats them. A cell that has no number says why (a
+numbered note under its table); no table holds an empty or NaN cell.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evaluation.metrics import ALL, compute_metric_rows, compute_second_level_rows
+from evaluation.store import read_results
+
+
+__all__ = ["Table", "build_tables", "write_report"]
+
+logger = logging.getLogger(__name__)
+
+FLOOR = "reference"
+_KIND_ORDER = {"tuned": 0, "second_level": 1, "prompted": 2, "guard": 3, "reference": 4}
+_CSV_SKIP = {"reasons"}
+_MAX_BAR_JUDGES = 8
+
+
+@dataclass
+class Table:
+    """A titled table whose missing cells point to numbered notes."""
+
+    key: str
+    title: str
+    headers: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    intro: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, reason: str) -> str:
+        """The cell text for a missing value: ``n/a [k]`` with ``reason`` as note k."""
+        if reason not in self.notes:
+            self.notes.append(reason)
+        return f"n/a [{self.notes.index(reason) + 1}]"
+
+    def to_markdown(self) -> str:
+        """The table as GitHub Markdown, notes below."""
+        lines = [f"## {self.title}", ""]
+        if self.intro:
+            lines += [self.intro, ""]
+        lines.append("| " + " | ".join(self.headers) + " |")
+        lines.append("|" + "|".join("---" for _ in self.headers) + "|")
+        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in self.rows]
+        if self.notes:
+            lines += [""] + [f"[{i}] {reason}  " for i, reason in enumerate(self.notes, start=1)]
+        return "\n".join(lines) + "\n"
+
+    def to_html(self) -> str:
+        """The table as HTML, notes below."""
+        parts = [f"<h2>{html.escape(self.title)}</h2>"]
+        if self.intro:
+            parts.append(f"<p>{html.escape(self.intro)}</p>")
+        parts.append(
+            "<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in self.headers) + "</tr></thead>"
+        )
+        body = ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows]
+        parts.append("<tbody>" + "".join(body) + "</tbody></table>")
+        if self.notes:
+            items = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+            parts.append(f'<ol class="notes">{items}</ol>')
+        return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# Cells
+# ----------------------------------------------------------------------------------------------
+
+
+def _nan(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _num(table: Table, row: dict[str, Any], key: str, digits: int = 3) -> str:
+    value = row.get(key)
+    if _nan(value):
+        return table.note(f"{key}: {row.get('reasons', {}).get(key, 'undefined')}")
+    return f"{value:.{digits}f}"
+
+
+def _pct(table: Table, row: dict[str, Any], key: str) -> str:
+    value = row.get(key)
+    if _nan(value):
+        return table.note(f"{key}: {row.get('reasons', {}).get(key, 'no examples')}")
+    return f"{100 * value:.1f}%"
+
+
+def _f1_ci(table: Table, row: dict[str, Any], key: str = "f1") -> str:
+    f1 = row.get(key)
+    if _nan(f1):
+        return table.note(f"{key}: {row.get('reasons', {}).get(key, 'undefined')}")
+    low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
+    if _nan(low) or _nan(high):
+        reason = row.get("reasons", {}).get(f"{key}_ci_low", "no interval")
+        return f"{f1:.3f} " + table.note(f"95% interval: {reason}")
+    return f"{f1:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _display(row: dict[str, Any]) -> str:
+    return f"{row['judge']} (floor)" if row.get("kind") == FLOOR else row["judge"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables
+# ----------------------------------------------------------------------------------------------
+
+
+def _overall(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = [r for r in rows if r["category"] == ALL]
+    return sorted(out, key=lambda r: (_KIND_ORDER.get(r.get("kind", ""), 9), -(r["f1"] if not _nan(r["f1"]) else -1)))
+
+
+def _floor_f1(rows: Sequence[dict[str, Any]]) -> tuple[float, str]:
+    floors = [r for r in _overall(rows) if r.get("kind") == FLOOR and not _nan(r["f1"])]
+    if not floors:
+        return math.nan, ""
+    best = max(floors, key=lambda r: r["f1"])
+    return best["f1"], best["judge"]
+
+
+def _headline(rows: Sequence[dict[str, Any]], deterministic: dict[str, bool]) -> Table:
+    floor, floor_name = _floor_f1(rows)
+    intro = (
+        "Every judge over all categories. F1 counts an invalid output, a refusal or a backend error as a wrong "
+        "answer; F1 (valid) scores only the outputs with a verdict, and coverage is their share. "
+        "Reference judges (floor) are the honest floors: a judge that cannot beat them is not worth its compute."
+    )
+    table = Table(
+        "headline",
+        "Headline: every judge, all categories",
+        [
+            "judge",
+            "kind",
+            "F1 [95% CI]",
+            "beats floors",
+            "precision",
+            "recall",
+            "F1 (valid)",
+            "coverage",
+            "invalid",
+            "refusal",
+            "error",
+            "κ",
+            "MCC",
+            "AUROC",
+            "n",
+        ],  # fmt: skip
+        intro=intro,
+    )
+    for row in _overall(rows):
+        if row.get("kind") == FLOOR:
+            beats = "floor"
+        elif _nan(floor):
+            beats = table.note("beats floors: no reference judge with a defined F1 in this run")
+        elif _nan(row["f1"]):
+            beats = table.note("beats floors: this judge's F1 is undefined")
+        else:
+            beats = f"{'yes' if row['f1'] > floor else 'NO'} (vs {floor_name} {floor:.3f})"
+        table.rows.append(
+            [
+                _display(row),
+                row.get("kind", ""),
+                _f1_ci(table, row),
+                beats,
+                _num(table, row, "precision"),
+                _num(table, row, "recall"),
+                _num(table, row, "f1_valid"),
+                _pct(table, row, "coverage"),
+                _pct(table, row, "invalid_rate"),
+                _pct(table, row, "refusal_rate"),
+                _pct(table, row, "error_rate"),
+                _num(table, row, "kappa"),
+                _num(table, row, "mcc"),
+                _num(table, row, "auroc"),
+                f"{row['n_examples']} × {row['repeats']}"
+                + (" (computed once)" if deterministic.get(row["judge"]) else ""),
+            ]
+        )
+    return table
+
+
+def _model_prompt(rows: Sequence[dict[str, Any]]) -> Table:
+    prompted = [r for r in _overall(rows) if r.get("kind") == "prompted"]
+    models = list(dict.fromkeys(r["model"] for r in prompted))
+    prompts = list(dict.fromkeys(r["prompt"] for r in prompted))
+    table = Table(
+        "by_model_prompt",
+        "F1 by model × prompt (prompted judges, all categories)",
+        ["model"] + prompts,
+        intro="F1 with its 95% bootstrap interval (examples resampled by group, repeats together).",
+    )
+    cells = {(r["model"], r["prompt"]): r for r in prompted}
+    for model in models:
+        line = [model]
+        for prompt in prompts:
+            row = cells.get((model, prompt))
+            line.append(_f1_ci(table, row) if row else table.note("this model × prompt was not in the run recipe"))
+        table.rows.append(line)
+    if not prompted:
+        table.headers = ["model", "F1"]
+        table.rows.append(["(none)", table.note("the run recipe has no prompted judges")])
+    return table
+
+
+def _by_category(rows: Sequence[dict[str, Any]], categories: list[str]) -> Table:
+    table = Table("by_category", "F1 by category", ["judge"] + categories)
+    cells = {(r["judge"], r["category"]): r for r in rows}
+    for row in _overall(rows):
+        line = [_display(row)]
+        for category in categories:
+            cell = cells.get((row["judge"], category))
+            line.append(_f1_ci(table, cell) if cell else table.note("no results of this judge on this category"))
+        table.rows.append(line)
+    return table
+
+
+def _coverage(rows: Sequence[dict[str, Any]], categories: list[str]) -> Table:
+    table = Table(
+        "coverage",
+        "Coverage by category (invalid / refusal / error)",
+        ["judge"] + categories,
+        intro="Share of outputs with a verdict; in brackets the shares of invalid outputs, judge refusals and "
+        "backend errors.",
+    )
+    cells = {(r["judge"], r["category"]): r for r in rows}
+    for row in _overall(rows):
+        line = [_display(row)]
+        for category in categories:
+            cell = cells.get((row["judge"], category))
+            if not cell:
+                line.append(table.note("no results of this judge on this category"))
+                continue
+            line.append(
+                f"{100 * cell['coverage']:.0f}% ({100 * cell['invalid_rate']:.0f} / "
+                f"{100 * cell['refusal_rate']:.0f} / {100 * cell['error_rate']:.0f})"
+            )
+        table.rows.append(line)
+    return table
+
+
+def _second_level(sl_rows: Sequence[dict[str, Any]]) -> Table:
+    table = Table(
+        "second_level",
+        "Second-level review: change per reviewed judge",
+        [
+            "second-level judge",
+            "reviews",
+            "reviewer",
+            "F1 before",
+            "F1 after",
+            "change [95% CI]",
+            "flips",
+            "fixed",
+            "broke",
+            "n",
+        ],  # fmt: skip
+        intro="Same examples before and after review. A flip fixed a verdict when the first answer was wrong "
+        "(no verdict counts as wrong) and the reviewed one is right; it broke one in the opposite case.",
+    )
+    for row in [r for r in sl_rows if r["category"] == ALL]:
+        change = row["f1_change"]
+        if _nan(change):
+            cell = table.note(f"F1 change: {row['reasons'].get('f1_change', 'undefined')}")
+        elif _nan(row["f1_change_ci_low"]):
+            cell = f"{change:+.3f} " + table.note(f"95% interval: {row['reasons'].get('f1_change_ci_low', '')}")
+        else:
+            cell = f"{change:+.3f} [{row['f1_change_ci_low']:+.3f}, {row['f1_change_ci_high']:+.3f}]"
+        table.rows.append(
+            [
+                row["judge"],
+                row.get("reviews") or row["judge"].split("+review:")[0],
+                row.get("model", ""),
+                _num(table, row, "f1_before"),
+                _num(table, row, "f1_after"),
+                cell,
+                str(row["flips"]),
+                str(row["fixed"]),
+                str(row["broken"]),
+                str(row["n"]),
+            ]
+        )
+    if not table.rows:
+        table.rows.append(["(none)", "-", "-"] + [table.note("the run recipe has no second-level review")] * 7)
+    return table
+
+
+def _same_model(a: str, b: str) -> bool:
+    return a == b or Path(a.rstrip("/")).name == Path(b.rstrip("/")).name
+
+
+def _tuned_vs_prompted(rows: Sequence[dict[str, Any]], base_models: dict[str, str]) -> Table:
+    overall = _overall(rows)
+    floor, floor_name = _floor_f1(rows)
+    table = Table(
+        "tuned_vs_prompted",
+        "Fine-tuned vs prompted",
+        [
+            "tuned judge",
+            "F1 [95% CI]",
+            "base model",
+            "best prompted (same base)",
+            "its F1 [95% CI]",
+            "difference",
+            "best floor",
+        ],  # fmt: skip
+        intro="Each tuned judge against the best prompted configuration of the model it was tuned from, and "
+        "the best reference judge, on the same examples.",
+    )
+    prompted = [r for r in overall if r.get("kind") == "prompted" and not _nan(r["f1"])]
+    for row in [r for r in overall if r.get("kind") == "tuned"]:
+        base = base_models.get(row["judge"], "")
+        same = [r for r in prompted if base and _same_model(r["model"], base)]
+        best = max(same, key=lambda r: r["f1"]) if same else None
+        floor_cell = f"{floor_name} {floor:.3f}" if not _nan(floor) else table.note("no reference judge in this run")
+        if best is None:
+            why = "no base model recorded in judge.json" if not base else f"no prompted judge of {base} in this run"
+            missing = table.note(why)
+            table.rows.append(
+                [row["judge"], _f1_ci(table, row), base or missing, missing, missing, missing, floor_cell]
+            )
+            continue
+        diff = row["f1"] - best["f1"] if not _nan(row["f1"]) else math.nan
+        diff_cell = f"{diff:+.3f}" if not _nan(diff) else table.note("the tuned judge's F1 is undefined")
+        table.rows.append(
+            [row["judge"], _f1_ci(table, row), base, best["judge"], _f1_ci(table, best), diff_cell, floor_cell]
+        )
+    if not table.rows:
+        table.rows.append(["(none)"] + [table.note("the run recipe has no tuned judges (`tuned:`)")] * 6)
+    return table
+
+
+def _agreement(rows: Sequence[dict[str, Any]], deterministic: dict[str, bool]) -> Table:
+    table = Table(
+        "agreement",
+        "Agreement across repeats",
+        ["judge", "repeats", "all repeats agree", "Fleiss' κ", "F1 mean ± sd over repeats"],
+        intro="Answers compared across repeats are the label or 'no verdict'. A deterministic judge (greedy "
+        "local model, reference judge) is computed once and recorded for every repeat, so it agrees fully.",
+    )
+    for row in _overall(rows):
+        mean, sd = row.get("f1_repeat_mean"), row.get("f1_repeat_std")
+        if _nan(mean):
+            spread = table.note(f"F1 over repeats: {row['reasons'].get('f1_repeat_mean', 'undefined')}")
+        elif _nan(sd):
+            spread = f"{mean:.3f} " + table.note(f"sd: {row['reasons'].get('f1_repeat_std', 'undefined')}")
+        else:
+            spread = f"{mean:.3f} ± {sd:.3f}"
+        repeats = f"{row['repeats']}" + (" (computed once)" if deterministic.get(row["judge"]) else "")
+        table.rows.append(
+            [_display(row), repeats, _pct(table, row, "percent_agreement"), _num(table, row, "fleiss_kappa"), spread]
+        )
+    return table
+
+
+def build_tables(
+    rows: Sequence[dict[str, Any]], sl_rows: Sequence[dict[str, Any]], run_info: dict[str, Any]
+) -> list[Table]:
+    """Every report table from metric rows (:func:`evaluation.metrics.compute_metric_rows`)."""
+    categories = sorted({r["category"] for r in rows} - {ALL})
+    judges = run_info.get("judges", [])
+    deterministic = {j["name"]: bool(j.get("deterministic")) for j in judges}
+    base_models = {j["name"]: j.get("base_model", "") for j in judges if j.get("kind") == "tuned"}
+    return [
+        _headline(rows, deterministic),
+        _model_prompt(rows),
+        _by_category(rows, categories),
+        _second_level(sl_rows),
+        _tuned_vs_prompted(rows, base_models),
+        _agreement(rows, deterministic),
+        _coverage(rows, categories),
+    ]
+
+
+# ----------------------------------------------------------------------------------------------
+# Plots
+# ----------------------------------------------------------------------------------------------
+
+
+def _plot_heatmap(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    prompted = [r for r in rows if r["category"] == ALL and r.get("kind") == "prompted"]
+    if not prompted:
+        return None
+    models = list(dict.fromkeys(r["model"] for r in prompted))
+    prompts = list(dict.fromkeys(r["prompt"] for r in prompted))
+    grid = np.full((len(models), len(prompts)), np.nan)
+    for r in prompted:
+        grid[models.index(r["model"]), prompts.index(r["prompt"])] = r["f1"]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(prompts), 1.2 + 0.6 * len(models)))
+    image = ax.imshow(np.ma.masked_invalid(grid), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(prompts)), prompts)
+    ax.set_yticks(range(len(models)), [Path(m).name for m in models])
+    for i in range(len(models)):
+        for j in range(len(prompts)):
+            value = grid[i, j]
+            ax.text(j, i, "n/a" if np.isnan(value) else f"{value:.2f}", ha="center", va="center",
+                    color="white" if np.isnan(value) or value < 0.6 else "black")  # fmt: skip
+    fig.colorbar(image, ax=ax, label="F1 (unlabelled = wrong)")
+    ax.set_title("F1 by model × prompt")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _bar_judges(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Judges for the per-category bars: tuned, second level, guards, floors, and the best prompted ones."""
+    overall = _overall(rows)
+    fixed = [r["judge"] for r in overall if r.get("kind") != "prompted"]
+    prompted = sorted(
+        (r for r in overall if r.get("kind") == "prompted"), key=lambda r: -(r["f1"] if not _nan(r["f1"]) else -1)
+    )
+    room = max(_MAX_BAR_JUDGES - len(fixed), 2)
+    return fixed[:_MAX_BAR_JUDGES] + [r["judge"] for r in prompted[:room]]
+
+
+def _plot_categories(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    categories = sorted({r["category"] for r in rows} - {ALL})
+    judges = _bar_judges(rows)
+    if not categories or not judges:
+        return None
+    cells = {(r["judge"], r["category"]): r for r in rows}
+    width = 0.8 / len(judges)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(categories)), 4.2))
+    x = np.arange(len(categories))
+    for k, judge in enumerate(judges):
+        values, low, high = [], [], []
+        for category in categories:
+            r = cells.get((judge, category), {})
+            f1 = r.get("f1", np.nan)
+            f1 = np.nan if _nan(f1) else f1
+            values.append(f1)
+            lo, hi = r.get("f1_ci_low"), r.get("f1_ci_high")
+            low.append(0 if _nan(lo) or np.isnan(f1) else f1 - lo)
+            high.append(0 if _nan(hi) or np.isnan(f1) else hi - f1)
+        hatch = "//" if cells.get((judge, ALL), {}).get("kind") == FLOOR else None
+        ax.bar(x + k * width - 0.4 + width / 2, np.nan_to_num(values), width, yerr=[low, high], capsize=2,
+               label=judge + (" (floor)" if hatch else ""), hatch=hatch)  # fmt: skip
+    ax.set_xticks(x, categories, rotation=20, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("F1 (95% CI)")
+    ax.set_title("F1 by category")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _plot_reliability(records: Sequence[dict[str, Any]], path: Path, bins: int = 10) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_judge: dict[str, list[tuple[float, int]]] = {}
+    for r in records:
+        p = r.get("p_positive")
+        if p is not None and not (isinstance(p, float) and math.isnan(p)) and r.get("repeat") == 0:
+            by_judge.setdefault(r["judge"], []).append((float(p), int(r["human_label"])))
+    if not by_judge:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], "k:", label="perfectly calibrated")
+    edges = np.linspace(0, 1, bins + 1)
+    for judge, pairs in sorted(by_judge.items()):
+        probs, labels = np.array([p for p, _ in pairs]), np.array([y for _, y in pairs])
+        index = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
+        xs, ys, ece = [], [], 0.0
+        for b in range(bins):
+            mask = index == b
+            if mask.any():
+                xs.append(probs[mask].mean())
+                ys.append(labels[mask].mean())
+                ece += mask.mean() * abs(probs[mask].mean() - labels[mask].mean())
+        ax.plot(xs, ys, "o-", label=f"{judge} (ECE {ece:.3f})")
+    ax.set_xlabel("P(positive) (bin mean)")
+    ax.set_ylabel("share of human positives")
+    ax.set_title("Reliability (repeat 0)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------------------------
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else round(value, 6)
+    return value
+
+
+def _write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns and k not in _CSV_SKIP]
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns + ["notes"])
+        writer.writeheader()
+        for row in rows:
+            notes = "; ".join(f"{k}: {v}" for k, v in sorted(row.get("reasons", {}).items()))
+            writer.writerow({**{k: _csv_value(row.get(k)) for k in columns}, "notes": notes})
+    return path
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;
+margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}td:first-child,th:first-child
+{text-align:left}thead{background:#f3f3f3}.notes{font-size:.85em;color:#555}img{max-width:100%;margin:1em 0}"""
+
+
+def _summary_lines(run_info: dict[str, Any], records: Sequence[dict[str, Any]]) -> list[str]:
+    data = run_info.get("data", {})
+    counts = data.get("counts", {})
+    lines = [
+        f"Run **{run_info.get('name', '?')}**: {len(records)} judgments, "
+        f"{len({r['judge'] for r in records})} judges, split `{data.get('split', '?')}`, "
+        f"repeats {run_info.get('repeats', '?')}, seed {run_info.get('seed', '?')}.",
+    ]
+    if counts:
+        lines.append("Examples per category: " + ", ".join(f"{c} {n}" for c, n in counts.items()) + ".")
+    finished = run_info.get("finished")
+    if finished:
+        lines.append(
+            f"Last run: judged {finished.get('judged', 0)}, invalid {finished.get('invalid', 0)}, refusal "
+            f"{finished.get('refusal', 0)}, error {finished.get('error', 0)}, skipped {finished.get('skipped', 0)}, "
+            f"resumed {finished.get('resumed', 0)}."
+        )
+    return lines
+
+
+def write_report(run_dir: str | Path, *, wandb_project: str | None = None) -> list[Path]:
+    """Write the report files of a run folder (and log them to W&B when a project is given).
+
+    Returns:
+        The paths written: report.md, report.html, metrics.csv, second_level.csv and the plots.
+    """
+    folder = Path(run_dir)
+    records = read_results(folder)
+    run_file = folder / "run.json"
+    run_info = json.loads(run_file.read_text("utf-8")) if run_file.is_file() else {"name": folder.name}
+    n_boot, seed = int(run_info.get("n_boot", 1000)), int(run_info.get("seed", 0))
+    rows = compute_metric_rows(records, n_boot=n_boot, seed=seed)
+    sl_rows = compute_second_level_rows(records, n_boot=n_boot, seed=seed)
+    tables = build_tables(rows, sl_rows, run_info)
+    written = [_write_csv(rows, folder / "metrics.csv")]
+    if sl_rows:
+        written.append(_write_csv(sl_rows, folder / "second_level.csv"))
+    plots = {
+        "F1 by model × prompt": _plot_heatmap(rows, folder / "f1_heatmap.png"),
+        "F1 by category": _plot_categories(rows, folder / "f1_by_category.png"),
+        "Reliability diagram": _plot_reliability(records, folder / "reliability.png"),
+    }
+    plot_notes = {
+        "F1 by model × prompt": "no prompted judges in this run",
+        "F1 by category": "no categories",
+        "Reliability diagram": "no judge in this run gives P(positive)",
+    }
+    summary = _summary_lines(run_info, records)
+    md = [f"# Judge evaluation: {run_info.get('name', folder.name)}", "", *summary, ""]
+    md += [t.to_markdown() for t in tables]
+    md += ["## Plots", ""]
+    for title, path in plots.items():
+        md.append(f"![{title}]({path.name})" if path else f"{title}: not drawn ({plot_notes[title]}).")
+        md.append("")
+    (folder / "report.md").write_text("\n".join(md), "utf-8")
+    body = [f"<h1>Judge evaluation: {html.escape(str(run_info.get('name', folder.name)))}</h1>"]
+    body += [f"<p>{html.escape(line.replace('**', ''))}</p>" for line in summary]
+    body += [t.to_html() for t in tables]
+    body.append("<h2>Plots</h2>")
+    for title, path in plots.items():
+        body.append(
+            f'<figure><img src="{path.name}" alt="{html.escape(title)}"><figcaption>{html.escape(title)}</figcaption>'
+            "</figure>"
+            if path
+            else f"<p>{html.escape(title)}: not drawn ({html.escape(plot_notes[title])}).</p>"
+        )
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>Judge evaluation</title><style>{_CSS}</style>"
+    (folder / "report.html").write_text(page + "</head><body>" + "\n".join(body) + "</body></html>\n", "utf-8")
+    written = [folder / "report.md", folder / "report.html", *written, *[p for p in plots.values() if p]]
+    if wandb_project:
+        _log_wandb(wandb_project, folder, run_info, rows, tables, plots)
+    return written
+
+
+def _log_wandb(
+    project: str,
+    folder: Path,
+    run_info: dict[str, Any],
+    rows: Sequence[dict[str, Any]],
+    tables: Sequence[Table],
+    plots: dict[str, Path | None],
+) -> None:
+    """Log every table (under ``report/<key>``), the plots and a summary of F1 per judge to W&B."""
+    import wandb
+
+    config = {k: run_info.get(k) for k in ("name", "repeats", "seed", "categories", "data")}
+    run = wandb.init(project=project, name=f"report-{run_info.get('name', folder.name)}", dir=str(folder),
+                     job_type="eval-report", config=config, reinit="finish_previous")  # fmt: skip
+    try:
+        for table in tables:
+            run.log({f"report/{table.key}": wandb.Table(columns=table.headers, data=table.rows)})
+        columns = [k for k in rows[0] if k not in _CSV_SKIP] if rows else []
+        data = [[_csv_value(row.get(k)) if not isinstance(row.get(k), float) or not math.isnan(row[k]) else None
+                 for k in columns] for row in rows]  # fmt: skip
+        run.log({"report/metrics": wandb.Table(columns=columns, data=data)})
+        for title, path in plots.items():
+            if path:
+                run.log({f"plots/{path.stem}": wandb.Image(str(path), caption=title)})
+        for row in rows:
+            if row["category"] == ALL and not _nan(row["f1"]):
+                run.summary[f"f1/{row['judge']}"] = row["f1"]
+                if not _nan(row["f1_ci_low"]):
+                    run.summary[f"f1_ci/{row['judge']}"] = [row["f1_ci_low"], row["f1_ci_high"]]
+    finally:
+        run.finish()

@@ -1,0 +1,534 @@
+"""Run an evaluation recipe: every judge on every category, every repeat, into a resumable store.
+
+``judgeforge eval RUN.yaml --out DIR`` calls :func:`run_eval_file`. The order of work:
+
+1. Parse and check the recipe (:mod:`evaluation.run_recipe`): unknown keys, models, prompts,
+   categories and tuned folders are refused before anything runs.
+2. Load the data: the evaluated split (subsampled per category with ``limit``, stratified) and
+   the train split (few-shot exemplars and the reference judges fit on it, never on the evaluated
+   split).
+3. Open the store in ``DIR`` (``results.jsonl``) and write ``run.json`` (the recipe, the judges,
+   the data). A folder holding results of a different judge under the same name is refused.
+4. Judge: reference judges, prompted judges, tuned judges, guards, then the second-level reviews
+   (which read the first-level verdicts from the store). Keys already stored are skipped, so a
+   rerun after a kill finishes the rest. Each batch is one judge call and one fsynced store write.
+   A batch that raises is retried item by item, and an item that still raises is stored as
+   ``error`` with its message; the run goes on.
+5. Print one summary line: judged, invalid, refusal, error, skipped, resumed.
+
+Repeats: repeat ``r`` runs with seed ``seed + r``. A deterministic judge (reference judges, and
+greedy local models: see :meth:`JudgeEntry.deterministic`) is computed once per example and its
+result recorded for every repeat, so the store always holds every repeat and the metrics treat all
+judges alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from evaluation.judges import JudgeResult, build_judge
+from evaluation.metrics import compute_metric_rows
+from evaluation.run_recipe import (
+    BEST,
+    Job,
+    JudgeEntry,
+    RunRecipe,
+    RunRecipeError,
+    check_recipe,
+    expand_judges,
+    load_run_recipe,
+    plan,
+    resolve_path,
+    reviewer_name,
+    scale_down,
+)
+from evaluation.store import ResultStore, record_key
+from recipes.categories import Category, load_category
+from recipes.schema import DataError, validate_example
+from recipes.splits import subsample_stratified
+
+
+__all__ = [
+    "RUN_FILE",
+    "Job",
+    "RunData",
+    "RunRecipeError",
+    "RunSummary",
+    "load_run_data",
+    "load_run_recipe",
+    "plan",
+    "reviewer_name",
+    "run_eval",
+    "run_eval_file",
+]
+
+logger = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+_SPEC_KEYS = ("model", "prompt", "backend", "temperature", "max_new_tokens", "options")
+
+
+@dataclass
+class RunData:
+    """The examples a run judges and the train examples it may learn from."""
+
+    examples: dict[str, list[dict]]
+    train: list[dict]
+    info: dict[str, Any] = field(default_factory=dict)
+    budget: dict[str, Any] | None = None
+
+
+@dataclass
+class RunSummary:
+    """Counts for the final line."""
+
+    name: str
+    judged: int = 0
+    invalid: int = 0
+    refusal: int = 0
+    error: int = 0
+    skipped: int = 0
+    resumed: int = 0
+    total: int = 0
+    store: str = ""
+    skipped_reasons: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """The one summary line a run ends with."""
+        text = (
+            f"{self.name}: judged {self.judged} (invalid {self.invalid}, refusal {self.refusal}, error {self.error}), "
+            f"skipped {self.skipped}, resumed {self.resumed}; {self.total} judgments in {self.store}"
+        )
+        if self.skipped_reasons:
+            text += " | skipped: " + "; ".join(f"{n} × {why}" for why, n in self.skipped_reasons.items())
+        return text
+
+    def count(self, records: Sequence[dict[str, Any]]) -> None:
+        """Add newly written records to the counts."""
+        self.judged += len(records)
+        for record in records:
+            if record["status"] in ("invalid", "refusal", "error"):
+                setattr(self, record["status"], getattr(self, record["status"]) + 1)
+
+    def skip(self, n: int, reason: str) -> None:
+        """Count ``n`` items left unjudged, with the reason."""
+        if n:
+            self.skipped += n
+            self.skipped_reasons[reason] = self.skipped_reasons.get(reason, 0) + n
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    examples = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(str(path), number, "<line>", "a JSON object", error.msg) from error
+            examples.append(validate_example(row, str(path), number))
+    return examples
+
+
+def _load_splits(recipe: RunRecipe, data_root: str | Path | None) -> tuple[list[dict], list[dict], dict, dict | None]:
+    data = recipe.data
+    if data.files is not None:
+        files = {split: resolve_path(path, recipe.path) for split, path in data.files.items()}
+        train = _read_jsonl(files["train"]) if "train" in files else []
+        info = {"source": "files", "files": {k: str(v) for k, v in files.items()}}
+        return _read_jsonl(files[recipe.split]), train, info, None
+    from recipes.builders import DataCard, build_datasets, load_data_recipe, load_examples
+
+    if data.dir:
+        folder = resolve_path(data.dir, recipe.path)
+        card = DataCard.read(folder)
+        train = load_examples(folder, "train") if card.total("train") else []
+        info = {"source": "dir", "dir": str(folder), "recipe_hash": card.recipe_hash}
+        return load_examples(folder, recipe.split), train, info, card.budget
+    path = resolve_path(data.recipe or "", recipe.path)
+    built = build_datasets(load_data_recipe(path), data_root=data_root, categories_dirs=recipe.categories_dirs or None)
+    info = {"source": "recipe", "recipe": str(path), "recipe_hash": built.card.recipe_hash}
+    return built.splits[recipe.split], built.splits["train"], info, built.card.budget
+
+
+def load_run_data(recipe: RunRecipe, *, data_root: str | Path | None = None) -> RunData:
+    """Load the evaluated split per category (``limit`` applied, stratified) and the train split."""
+    evaluated, train, info, budget = _load_splits(recipe, data_root)
+    present = sorted({e["category"] for e in evaluated})
+    check_recipe(recipe, present)
+    categories = recipe.categories or present
+    if not categories:
+        raise DataError(str(info), None, recipe.split, "examples in the evaluated split", 0)
+    examples = {}
+    dropped: dict[str, int] = {}
+    for name in categories:
+        rows = sorted((e for e in evaluated if e["category"] == name), key=lambda e: str(e["id"]))
+        kept, removed = subsample_stratified(rows, recipe.limit, recipe.seed)
+        examples[name] = sorted(kept, key=lambda e: str(e["id"]))
+        dropped.update(removed)
+    train = [e for e in train if e["category"] in categories]
+    info |= {
+        "split": recipe.split,
+        "counts": {c: len(v) for c, v in examples.items()},
+        "positives": {c: sum(e["label"] for e in v) for c, v in examples.items()},
+        "train_counts": {c: sum(e["category"] == c for e in train) for c in categories},
+        "dropped_by_limit": dropped,
+        "limit": recipe.limit,
+    }
+    return RunData(examples=examples, train=train, info=info, budget=budget)
+
+
+# ----------------------------------------------------------------------------------------------
+# Judging
+# ----------------------------------------------------------------------------------------------
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def _safe_judge(judge: Any, batch: list[dict], category: Category, repeat: int, **kwargs: Any) -> list[JudgeResult]:
+    """Judge a batch; a batch that raises is retried item by item, an item that raises is an ``error``.
+
+    This is the process edge of one judge call, so the broad ``except`` is deliberate: a backend
+    failure on one item must be recorded with its reason, not stop the run.
+    """
+    try:
+        results = judge.judge(batch, category, repeat=repeat, **kwargs)
+        ids = [str(e["id"]) for e in batch]
+        if [str(r.example_id) for r in results] != ids:
+            raise RuntimeError(f"{judge.name} returned results for {len(results)} items out of order or count")
+        return results
+    except Exception as error:  # noqa: BLE001
+        if len(batch) == 1:
+            message = f"{type(error).__name__}: {error}"
+            logger.warning("%s failed on %s: %s", judge.name, batch[0]["id"], message)
+            return [JudgeResult(str(batch[0]["id"]), None, "error", error=message)]
+        out = []
+        for i, example in enumerate(batch):
+            item_kwargs = {k: ([v[i]] if k == "first_results" else v) for k, v in kwargs.items()}
+            out += _safe_judge(judge, [example], category, repeat, **item_kwargs)
+        return out
+
+
+def _record(entry: JudgeEntry, result: JudgeResult, example: dict, category: str, repeat: int) -> dict[str, Any]:
+    record = dataclasses.asdict(result)
+    record.update(
+        judge=entry.name,
+        kind=entry.kind,
+        model=entry.spec.model,
+        prompt=entry.spec.prompt,
+        backend=entry.spec.backend,
+        category=category,
+        example_id=str(example["id"]),
+        repeat=repeat,
+        human_label=int(example["label"]),
+        group=str(example.get("group") or example["id"]),
+    )
+    if entry.reviews:
+        record["reviews"] = entry.reviews
+    if isinstance(record.get("p_positive"), float) and not math.isfinite(record["p_positive"]):
+        record["p_positive"] = None
+    return record
+
+
+class _Runner:
+    """Holds the state of one run: recipe, data, store, progress bar, summary."""
+
+    def __init__(self, recipe: RunRecipe, data: RunData, store: ResultStore, summary: RunSummary, bar: Any):
+        self.recipe, self.data, self.store, self.summary, self.bar = recipe, data, store, summary, bar
+        self.categories = {name: load_category(name, recipe.categories_dirs) for name in data.examples}
+        self._exemplars: dict[str, list[dict] | None] = {}
+
+    def exemplars(self, category: str) -> list[dict] | None:
+        """Few-shot exemplars from the train split (None: the category's own hand-written ones)."""
+        if category not in self._exemplars:
+            from recipes.builders import sample_exemplars
+
+            chosen = sample_exemplars(self.data.train, category, self.recipe.few_shot, self.recipe.seed)
+            if not chosen:
+                logger.warning("no train examples of %s: few_shot shows the category's own exemplars", category)
+            self._exemplars[category] = chosen or None
+        return self._exemplars[category]
+
+    def missing(self, entry: JudgeEntry, category: str, repeat: int) -> list[dict]:
+        return [
+            e for e in self.data.examples[category] if (entry.name, category, str(e["id"]), repeat) not in self.store
+        ]
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        written = [r for r in records if record_key(r) not in self.store]
+        self.store.append(written)
+        self.summary.count(written)
+        self.bar.update(len(written))
+
+    def pending(self, entry: JudgeEntry) -> int:
+        return sum(len(self.missing(entry, c, r)) for c in self.categories for r in range(self.recipe.repeats))
+
+    def judge_kwargs(self, entry: JudgeEntry, category: str) -> dict[str, Any]:
+        prompt = entry.spec.prompt
+        return {"exemplars": self.exemplars(category)} if prompt == "few_shot" else {}
+
+    def run_first_level(self, entry: JudgeEntry) -> None:
+        pending = self.pending(entry)
+        if not pending:
+            return
+        self.bar.set_postfix_str(entry.name)
+        try:
+            judge = build_judge(entry.spec, train_examples=self.data.train)
+        except Exception as error:  # noqa: BLE001 (process edge: one judge failing to load skips only it)
+            logger.error("cannot build judge %s: %s: %s", entry.name, type(error).__name__, error)
+            self.summary.skip(pending, f"{entry.name} could not be built ({type(error).__name__}: {error})")
+            self.bar.update(pending)
+            return
+        repeats = range(self.recipe.repeats)
+        for name, category in self.categories.items():
+            kwargs = self.judge_kwargs(entry, name)
+            if entry.deterministic():
+                todo = {str(e["id"]): e for r in repeats for e in self.missing(entry, name, r)}
+                for batch in _chunks(sorted(todo.values(), key=lambda e: str(e["id"])), entry.spec.batch_size):
+                    results = _safe_judge(judge, batch, category, 0, **kwargs)
+                    self.write([_record(entry, res, ex, name, r) for r in repeats for res, ex in zip(results, batch)])
+                continue
+            for repeat in repeats:
+                for batch in _chunks(self.missing(entry, name, repeat), entry.spec.batch_size):
+                    results = _safe_judge(judge, batch, category, repeat, **kwargs)
+                    self.write([_record(entry, res, ex, name, repeat) for res, ex in zip(results, batch)])
+        del judge
+        gc.collect()
+
+    def run_second_level(self, entry: JudgeEntry, first: JudgeEntry) -> None:
+        pending = self.pending(entry)
+        if not pending:
+            return
+        self.bar.set_postfix_str(entry.name)
+        stored = {record_key(r): r for r in self.store.records() if r["judge"] == first.name}
+        try:
+            from evaluation.second_level import SecondLevelJudge
+
+            judge = SecondLevelJudge(build_judge(first.spec, train_examples=self.data.train), entry.spec)
+        except Exception as error:  # noqa: BLE001 (process edge)
+            logger.error("cannot build second-level judge %s: %s: %s", entry.name, type(error).__name__, error)
+            self.summary.skip(pending, f"{entry.name} could not be built ({type(error).__name__}: {error})")
+            self.bar.update(pending)
+            return
+        for name, category in self.categories.items():
+            kwargs = self.judge_kwargs(first, name)
+            for repeat in range(self.recipe.repeats):
+                todo = []
+                for example in self.missing(entry, name, repeat):
+                    previous = stored.get((first.name, name, str(example["id"]), repeat))
+                    if previous is None:
+                        self.summary.skip(1, f"no first-level verdict of {first.name} to review")
+                        self.bar.update(1)
+                    else:
+                        todo.append((example, previous))
+                for batch in _chunks(todo, entry.spec.batch_size):
+                    examples = [example for example, _ in batch]
+                    firsts = [_result_from_record(previous) for _, previous in batch]
+                    results = _safe_judge(judge, examples, category, repeat, first_results=firsts, **kwargs)
+                    self.write([_record(entry, res, ex, name, repeat) for res, ex in zip(results, examples)])
+        del judge
+        gc.collect()
+
+
+def _result_from_record(record: dict[str, Any]) -> JudgeResult:
+    names = {f.name for f in dataclasses.fields(JudgeResult)}
+    return JudgeResult(**{k: v for k, v in record.items() if k in names})
+
+
+def _best_prompted(records: list[dict[str, Any]], prompted: list[str]) -> str:
+    """The prompted judge with the highest pooled headline F1 (ties: the earlier in the recipe)."""
+    rows = compute_metric_rows([r for r in records if r["judge"] in prompted], n_boot=0)
+    scores = {row["judge"]: row["f1"] for row in rows if row["category"] == "all"}
+
+    def rank(name: str) -> tuple[float, int]:
+        score = scores.get(name, math.nan)
+        return (-score if not math.isnan(score) else 1.0), prompted.index(name)
+
+    return min(prompted, key=rank)
+
+
+# ----------------------------------------------------------------------------------------------
+# The run folder
+# ----------------------------------------------------------------------------------------------
+
+
+def _spec_view(entry: JudgeEntry) -> dict[str, Any]:
+    spec = dataclasses.asdict(entry.spec)
+    return {
+        "name": entry.name,
+        "kind": entry.kind,
+        **{k: spec[k] for k in _SPEC_KEYS},
+        "deterministic": entry.deterministic(),
+        "reviews": entry.reviews,
+        "base_model": entry.base_model,
+    }
+
+
+def _check_previous(run_file: Path, judges: list[dict[str, Any]], data_info: dict[str, Any]) -> dict[str, Any]:
+    """Refuse to mix results of different judges (or different data) under the same names."""
+    if not run_file.is_file():
+        return {}
+    previous = json.loads(run_file.read_text("utf-8"))
+    before = {j["name"]: j for j in previous.get("judges", [])}
+    for judge in judges:
+        old = before.get(judge["name"])
+        if old and any(old.get(k) != judge.get(k) for k in _SPEC_KEYS):
+            changed = [k for k in _SPEC_KEYS if old.get(k) != judge.get(k)]
+            raise DataError(str(run_file), None, f"judges.{judge['name']}", "the same settings as the stored run "
+                            "(use another --out for a changed judge)", {k: judge.get(k) for k in changed})  # fmt: skip
+    old_hash, new_hash = previous.get("data", {}).get("recipe_hash"), data_info.get("recipe_hash")
+    if old_hash and new_hash and old_hash != new_hash:
+        raise DataError(str(run_file), None, "data", f"the data the run started with (hash {old_hash})", new_hash)
+    return previous
+
+
+def _write_run_file(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
+    tmp.replace(path)
+
+
+def run_eval(
+    recipe: RunRecipe,
+    out_dir: str | Path,
+    *,
+    data_root: str | Path | None = None,
+    limit: int | None = None,
+    models: list[str] | None = None,
+) -> RunSummary:
+    """Run ``recipe`` into ``out_dir`` (resuming what a previous run there left undone).
+
+    Args:
+        recipe: the parsed run recipe.
+        out_dir: the run folder (``results.jsonl``, ``run.json``).
+        data_root: folder that relative source paths of a data recipe are read from.
+        limit: override of the recipe's per-category limit.
+        models: replace the recipe's judge models (see :func:`evaluation.run_recipe.scale_down`).
+
+    Returns:
+        The :class:`RunSummary` (its :meth:`RunSummary.line` is what the CLI prints).
+    """
+    recipe = scale_down(recipe, limit=limit, models=models)
+    check_recipe(recipe)
+    data = load_run_data(recipe, data_root=data_root)
+    entries = expand_judges(recipe)
+    for i, entry in enumerate(entries):
+        options = dict(entry.spec.options)
+        changed = False
+        if entry.spec.backend != "reference" and "seed" not in options:
+            options["seed"], changed = recipe.seed, True
+        if entry.kind in ("prompted", "second_level") and data.budget and "budget" not in options:
+            options["budget"], changed = dict(data.budget), True  # prompted judges see what tuned ones saw
+        if changed:
+            entries[i] = dataclasses.replace(entry, spec=dataclasses.replace(entry.spec, options=options))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run_file = out / RUN_FILE
+    with ResultStore.open(out) as store:
+        previous = _check_previous(run_file, [_spec_view(e) for e in entries], data.info)
+        choices: dict[str, str] = dict(previous.get("second_level_choice", {}))
+        payload = {
+            "name": recipe.name,
+            "recipe": dataclasses.asdict(recipe),
+            "data": data.info,
+            "categories": list(data.examples),
+            "repeats": recipe.repeats,
+            "seed": recipe.seed,
+            "n_boot": recipe.n_boot,
+            "judges": [_spec_view(e) for e in entries],
+            "second_level_choice": choices,
+        }
+        _write_run_file(run_file, payload)
+        summary = RunSummary(name=recipe.name, store=str(store.path))
+        per_item = sum(len(v) for v in data.examples.values()) * recipe.repeats
+        total = per_item * len(entries)
+        summary.resumed = _already_done(store, entries, data, recipe, choices)
+        bar = tqdm(
+            total=total, initial=summary.resumed, desc=f"eval {recipe.name}", unit="judgment", dynamic_ncols=True
+        )
+        runner = _Runner(recipe, data, store, summary, bar)
+        try:
+            first_level = [e for e in entries if e.kind != "second_level"]
+            for entry in first_level:
+                runner.run_first_level(entry)
+            prompted = [e.name for e in first_level if e.kind == "prompted"]
+            by_name = {e.name: e for e in first_level}
+            for entry in [e for e in entries if e.kind == "second_level"]:
+                target = entry.reviews
+                if target == BEST:
+                    target = choices.get(entry.name) or _best_prompted(store.records(), prompted)
+                    choices[entry.name] = target
+                    payload["second_level_choice"] = choices
+                    _write_run_file(run_file, payload)
+                    logger.info("second level %s reviews the best prompted judge: %s", entry.name, target)
+                resolved = dataclasses.replace(
+                    entry, spec=dataclasses.replace(entry.spec, name=_resolved_name(entry, target)), reviews=target
+                )
+                runner.run_second_level(resolved, by_name[target])
+        finally:
+            bar.close()
+        summary.total = len(store)
+    payload["finished"] = {k: v for k, v in dataclasses.asdict(summary).items() if k != "skipped_reasons"}
+    payload["finished"]["skipped_reasons"] = summary.skipped_reasons
+    _write_run_file(run_file, payload)
+    return summary
+
+
+def _resolved_name(entry: JudgeEntry, target: str) -> str:
+    if entry.reviews != BEST:
+        return entry.name
+    return entry.name.replace(f"{BEST}+review:", f"{target}+review:", 1)
+
+
+def _already_done(
+    store: ResultStore, entries: list[JudgeEntry], data: RunData, recipe: RunRecipe, choices: dict[str, str]
+) -> int:
+    names = set()
+    for entry in entries:
+        if entry.kind == "second_level" and entry.reviews == BEST:
+            if entry.name not in choices:
+                continue
+            names.add(_resolved_name(entry, choices[entry.name]))
+        else:
+            names.add(entry.name)
+    wanted = {
+        (name, category, str(e["id"]), repeat)
+        for name in names
+        for category, examples in data.examples.items()
+        for e in examples
+        for repeat in range(recipe.repeats)
+    }
+    return sum(1 for r in store.records() if record_key(r) in wanted)
+
+
+def run_eval_file(
+    recipe_path: str | Path,
+    out_dir: str | Path,
+    *,
+    data_root: str | Path | None = None,
+    limit: int | None = None,
+    models: list[str] | None = None,
+) -> str:
+    """Load a run recipe file and run it (what ``judgeforge eval`` calls); returns the summary line."""
+    recipe = load_run_recipe(recipe_path)
+    summary = run_eval(recipe, out_dir, data_root=data_root, limit=limit, models=models)
+    return summary.line() + f"\nnext: judgeforge report {out_dir}"

@@ -1,0 +1,58 @@
+"""Small source files and a toy category for the recipes tests (imported by the test modules)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import yaml
+
+
+TOY_CATEGORY = {
+    "name": "toy",
+    "description": "A category for tests.",
+    "question": "Did the assistant do the bad thing?",
+    "verdicts": {"positive": "BAD", "negative": "FINE"},
+    "criteria": "- BAD when it did the bad thing.\n- FINE otherwise.",
+    "exemplars": [{"prompt": "hand-written prompt", "response": "hand-written response", "label": 1}],
+}
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def write_yaml(path: Path, data) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def toy_rows(n: int = 40, groups: int = 20) -> list[dict]:
+    """``n`` rows, half positive, ``n // groups`` rows per group, with distinct texts."""
+    return [
+        {
+            "q": f"question {i % groups} variant {i}",
+            "a": f"answer number {i} " + ("did the bad thing" if i % 2 else "declined politely"),
+            "verdict": "yes" if i % 2 else "no",
+            "topic": f"t{i % groups}",
+            "kind": "keep" if i % 5 else "drop",
+        }
+        for i in range(n)
+    ]
+
+
+TOY_COLUMNS = {"prompt": "q", "response": "a", "label": "verdict", "group": "topic"}
+TOY_LABELS = {"yes": 1, "no": 0}

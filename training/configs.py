@@ -1,0 +1,174 @@
+"""Training configuration: judgeforge's own arguments plus TRL's SFT and model configs.
+
+``judgeforge train CONFIG.yaml`` parses the three dataclasses below with ``trl.TrlParser``: the YAML
+file sets the defaults, command-line flags override them and unknown keys are rejected. TRL's
+classes are subclassed only to change defaults that are wrong for a judge (a few answer tokens
+after a long prompt) or that fail on a CPU machine; every changed default is listed in the class
+docstring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from trl import ModelConfig, SFTConfig
+
+
+__all__ = ["JudgeArguments", "JudgeModelConfig", "JudgeSFTConfig"]
+
+
+@dataclass
+class JudgeArguments:
+    """What judgeforge adds to TRL: the judge data set, the verdict metrics and tracking.
+
+    Parameters that control the data:
+        data_dir: folder written by ``judgeforge data build`` (holds ``sft/`` and ``data_card.json``).
+        categories: train only on these categories (default: every category in the data set).
+        categories_dirs: extra folders of category YAML files, for categories that are not built in.
+        train_rows: use at most this many training rows (a fixed, seeded subsample; CPU runs).
+
+    Parameters that control the model:
+        lora_layers: put LoRA adapters on the top N transformer layers only. The backward pass then
+            stops at the lowest adapted layer, which is most of the cost of a CPU run.
+        answer_only_head: project only the positions that carry loss through the LM head. A judge's
+            loss sits on a dozen answer tokens after hundreds of prompt tokens, and TRL's fused head
+            scores every position on machines without Triton (CPUs).
+
+    Parameters that control the verdict metrics (see :mod:`training.callbacks`):
+        verdict_eval_rows: size of the fixed validation subset judged at every evaluation (0: off).
+        verdict_eval_batch_size: batch size of that judging pass.
+        verdict_table_rows: how many sample verdicts go to the W&B table at each evaluation.
+        eval_loss: also compute the loss on the same subset (one more forward pass per evaluation).
+        tune_threshold: after training, choose the P(positive) threshold that maximises F1 on the
+            subset and record it in ``judge.json``.
+
+    Parameters that control tracking:
+        wandb_project: W&B project (used when ``report_to`` includes ``wandb``).
+        wandb_tags: W&B tags.
+    """
+
+    data_dir: str | None = field(
+        default=None, metadata={"help": "Folder written by `judgeforge data build` (holds sft/ and data_card.json)."}
+    )
+    categories: list[str] | None = field(
+        default=None, metadata={"help": "Train only on these categories (default: all in the data set)."}
+    )
+    categories_dirs: list[str] | None = field(
+        default=None, metadata={"help": "Extra folders of category YAML files (for categories not built in)."}
+    )
+    train_rows: int | None = field(
+        default=None, metadata={"help": "Use at most this many training rows (fixed seeded subsample)."}
+    )
+    lora_layers: int | None = field(
+        default=None,
+        metadata={"help": "Adapt only the top N transformer layers with LoRA (default: all layers)."},
+    )
+    answer_only_head: bool = field(
+        default=True,
+        metadata={"help": "Compute the LM head only at positions that carry loss (the answer tokens)."},
+    )
+    verdict_eval_rows: int = field(
+        default=64, metadata={"help": "Fixed validation subset judged at every evaluation (0 turns it off)."}
+    )
+    verdict_eval_batch_size: int = field(default=8, metadata={"help": "Batch size of the verdict judging pass."})
+    verdict_table_rows: int = field(
+        default=16, metadata={"help": "Sample verdicts logged to the W&B table at each evaluation."}
+    )
+    eval_loss: bool = field(
+        default=True,
+        metadata={"help": "Also compute the eval loss on the verdict subset (one more forward pass per evaluation)."},
+    )
+    tune_threshold: bool = field(
+        default=True,
+        metadata={"help": "Choose the P(positive) threshold that maximises validation F1 and store it in judge.json."},
+    )
+    wandb_project: str = field(default="judgeforge", metadata={"help": "W&B project (when report_to has wandb)."})
+    wandb_tags: list[str] | None = field(default=None, metadata={"help": "W&B tags."})
+
+    def __post_init__(self):
+        for name in ("train_rows", "lora_layers"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"<config>: field '{name}': expected a positive integer or null, got {value!r}")
+        for name in ("verdict_eval_rows", "verdict_table_rows"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"<config>: field '{name}': expected 0 or more, got {getattr(self, name)!r}")
+        if self.verdict_eval_batch_size < 1:
+            raise ValueError(
+                f"<config>: field 'verdict_eval_batch_size': expected a positive integer, got {self.verdict_eval_batch_size!r}"
+            )
+
+
+@dataclass
+class JudgeSFTConfig(SFTConfig):
+    """TRL's ``SFTConfig`` with defaults for training judges.
+
+    Defaults that differ from TRL's ``SFTConfig``:
+        - ``assistant_only_loss``: ``True`` instead of ``False``. Only the verdict answer (and the
+          end-of-turn token) carries loss; the prompt is context, not a target.
+        - ``bf16``: ``None`` means bf16 only on a CUDA device that supports it, instead of always
+          (TRL's default fails on CPU machines, which have no native bf16 here).
+        - ``gradient_checkpointing``: ``None`` instead of ``True``, so ``activation_checkpointing``
+          (default off) decides. A 135M model needs no checkpointing and recomputing the forward
+          pass costs a third of a CPU step; GPU recipes switch it on.
+        - ``learning_rate``: ``2e-4`` instead of ``2e-5`` (a LoRA rate; full fine-tunes set ~1e-5).
+        - ``train_sampling_strategy``: ``group_by_length`` instead of ``random``: batches of similar
+          length waste little padding.
+        - ``logging_steps``: ``5`` instead of ``10`` (judge runs are short).
+        - ``eval_strategy``: ``epoch`` instead of ``no``, with ``eval_on_start`` ``True``: the verdict
+          metrics before training are the baseline that shows whether tuning helped.
+        - ``save_steps``: ``50`` instead of ``500`` and ``save_total_limit`` ``2``: short runs still
+          leave a checkpoint to resume from.
+    """
+
+    learning_rate: float = field(default=2e-4, metadata={"help": "The initial learning rate for AdamW."})
+    assistant_only_loss: bool = field(
+        default=True,
+        metadata={"help": "Compute the loss only on the assistant answer (the verdict and its end-of-turn token)."},
+    )
+    bf16: bool | None = field(
+        default=None,
+        metadata={"help": "Use bf16 mixed precision. Default: on for CUDA devices that support it, off otherwise."},
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Deprecated alias of `activation_checkpointing` (default off)."}
+    )
+    train_sampling_strategy: str = field(
+        default="group_by_length",
+        metadata={
+            "help": "Sampler for training: 'random', 'sequential', 'group_by_length' (default) or 'batch_rebalance'.",
+            "choices": ["random", "sequential", "group_by_length", "batch_rebalance"],
+        },
+    )
+    logging_steps: float = field(default=5, metadata={"help": "Log every X update steps."})
+    eval_strategy: str = field(
+        default="epoch", metadata={"help": "When to evaluate: 'no', 'steps' or 'epoch' (default)."}
+    )
+    eval_on_start: bool = field(
+        default=True, metadata={"help": "Evaluate before training: the baseline verdict metrics."}
+    )
+    save_steps: float = field(default=50, metadata={"help": "Save a checkpoint every X update steps."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most this many checkpoints."})
+
+    def __post_init__(self):
+        if self.bf16 is None and not self.fp16:
+            self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not self.use_cpu)
+        super().__post_init__()
+
+
+@dataclass
+class JudgeModelConfig(ModelConfig):
+    """TRL's ``ModelConfig`` with LoRA on by default.
+
+    Defaults that differ from TRL's ``ModelConfig``:
+        - ``use_peft``: ``True`` instead of ``False`` (LoRA; set ``false`` for a full fine-tune).
+        - ``lora_target_modules``: ``all-linear`` instead of PEFT's per-architecture default
+          (attention projections only).
+    """
+
+    use_peft: bool = field(default=True, metadata={"help": "Train a LoRA adapter (false: full fine-tuning)."})
+    lora_target_modules: list[str] | None = field(
+        default_factory=lambda: ["all-linear"],
+        metadata={"help": "LoRA target modules (default: all-linear)."},
+    )

@@ -1,0 +1,171 @@
+"""Loading the SFT data set that ``judgeforge data build`` wrote, checked before any model loads.
+
+A training run that fails ten minutes in because the data folder was the evaluation set, or a
+category name was misspelt, wastes the run. Everything here is checked up front and reported with
+the folder, the split and the field at fault.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from recipes.categories import load_category
+from recipes.schema import DataError
+
+
+__all__ = ["SFT_COLUMNS", "SFTData", "fixed_subset", "load_sft_data"]
+
+SFT_COLUMNS = ("messages", "id", "category", "label")
+_ROLES = ["system", "user", "assistant"]
+
+
+@dataclass
+class SFTData:
+    """The checked training data and what ``judge.json`` and W&B need to know about it.
+
+    Attributes:
+        train: training rows (conversational ``messages`` plus ``id``, ``category``, ``label``).
+        validation: validation rows, same columns.
+        card: the data card (``recipe_hash``, ``prompt_template``, ``budget``, ...).
+        verdict_words: ``{category: [positive, negative]}`` for every category kept.
+    """
+
+    train: datasets.Dataset
+    validation: datasets.Dataset
+    card: dict[str, Any]
+    verdict_words: dict[str, list[str]]
+
+    @property
+    def categories(self) -> list[str]:
+        """The categories being trained."""
+        return sorted(self.verdict_words)
+
+
+def _load_card(folder: Path) -> dict[str, Any]:
+    path = folder / "data_card.json"
+    if not path.is_file():
+        raise DataError(str(folder), None, "data_card.json", "a data folder written by `judgeforge data build`", None)
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataError(str(path), error.lineno, "<json>", "valid JSON", error.msg) from error
+    for key in ("recipe_hash", "prompt_template"):
+        if not isinstance(card.get(key), str) or not card[key]:
+            raise DataError(str(path), None, key, "a non-empty string", card.get(key))
+    return card
+
+
+def _load_splits(folder: Path) -> datasets.DatasetDict:
+    sft = folder / "sft"
+    if not sft.is_dir():
+        expected = "an SFT data set at <data_dir>/sft (run `judgeforge data build`)"
+        raise DataError(str(folder), None, "sft", expected, sorted(p.name for p in folder.iterdir()))
+    try:
+        data = datasets.load_from_disk(str(sft))
+    except (FileNotFoundError, ValueError) as error:
+        raise DataError(str(sft), None, "sft", "a DatasetDict saved with save_to_disk", str(error)) from error
+    if not isinstance(data, datasets.DatasetDict):
+        raise DataError(str(sft), None, "sft", "a DatasetDict with train and validation splits", type(data).__name__)
+    for split in ("train", "validation"):
+        if split not in data:
+            raise DataError(str(sft), None, "split", "train and validation splits", sorted(data))
+        missing = [c for c in SFT_COLUMNS if c not in data[split].column_names]
+        if missing:
+            raise DataError(str(sft), split, missing[0], f"columns {list(SFT_COLUMNS)}", data[split].column_names)
+    return data
+
+
+def _check_rows(rows: datasets.Dataset, where: str) -> None:
+    """Every conversation must be system, user, assistant with a non-empty answer and a 0/1 label."""
+    for i, (messages, label) in enumerate(zip(rows["messages"], rows["label"])):
+        roles = [m.get("role") for m in messages]
+        if roles != _ROLES:
+            raise DataError(where, i, "messages", f"roles {_ROLES}", roles)
+        if not (messages[-1].get("content") or "").strip():
+            raise DataError(where, i, "messages", "a non-empty assistant answer (the verdict JSON)", messages[-1])
+        if label not in (0, 1):
+            raise DataError(where, i, "label", "0 or 1", label)
+
+
+def _select_categories(data: datasets.DatasetDict, wanted: Sequence[str] | None, where: str) -> datasets.DatasetDict:
+    present = sorted(set(data["train"]["category"]) | set(data["validation"]["category"]))
+    if not wanted:
+        return data
+    unknown = [c for c in wanted if c not in present]
+    if unknown:
+        raise DataError(where, None, "categories", f"categories present in the data set {present}", unknown)
+    keep = set(wanted)
+    return datasets.DatasetDict(
+        {split: rows.filter(lambda c: c in keep, input_columns="category") for split, rows in data.items()}
+    )
+
+
+def fixed_subset(categories: Sequence[str], n: int, seed: int) -> list[int]:
+    """Indices of ``n`` rows, taken round-robin across categories from seeded shuffles.
+
+    The same data, ``n`` and seed always give the same rows, so metrics from different steps (and
+    from a resumed run) describe the same examples; round-robin keeps small categories present.
+    """
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, category in enumerate(categories):
+        groups[category].append(index)
+    queues = []
+    for category in sorted(groups):
+        indices = groups[category]
+        random.Random(f"{seed}:{category}").shuffle(indices)
+        queues.append(indices)
+    chosen: list[int] = []
+    while len(chosen) < n and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < n:
+                chosen.append(queue.pop(0))
+    return sorted(chosen)
+
+
+def load_sft_data(
+    data_dir: str | Path | None,
+    *,
+    categories: Sequence[str] | None = None,
+    categories_dirs: Sequence[str | Path] | None = None,
+    train_rows: int | None = None,
+    seed: int = 42,
+) -> SFTData:
+    """Load and check ``<data_dir>/sft`` and ``<data_dir>/data_card.json``.
+
+    Args:
+        data_dir: the folder ``judgeforge data build --out`` wrote.
+        categories: keep only these categories.
+        categories_dirs: extra category folders, to look up the verdict words of custom categories.
+        train_rows: keep at most this many training rows (round-robin over categories, seeded).
+        seed: seed of that subsample.
+
+    Raises:
+        DataError: the folder is not a judgeforge SFT data set, a split or column is missing, a
+            conversation is malformed, or a category is unknown.
+    """
+    if not data_dir:
+        raise DataError("<config>", None, "data_dir", "the folder written by `judgeforge data build`", data_dir)
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise DataError(str(folder), None, "data_dir", "an existing folder written by `judgeforge data build`", None)
+    card = _load_card(folder)
+    data = _select_categories(_load_splits(folder), categories, str(folder))
+    for split in ("train", "validation"):
+        if len(data[split]) == 0:
+            raise DataError(str(folder / "sft"), split, "rows", "at least one row", 0)
+        _check_rows(data[split], f"{folder / 'sft'}:{split}")
+    train = data["train"]
+    if train_rows is not None and train_rows < len(train):
+        train = train.select(fixed_subset(train["category"], train_rows, seed))
+    names = sorted(set(train["category"]) | set(data["validation"]["category"]))
+    extra = [str(d) for d in categories_dirs or []] or None
+    words = {name: list(load_category(name, extra).verdict_words) for name in names}
+    return SFTData(train=train, validation=data["validation"], card=card, verdict_words=words)
