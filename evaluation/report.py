@@ -266,7 +266,7 @@ def _coverage(rows: Sequence[dict[str, Any]], categories: list[str]) -> Table:
     return table
 
 
-def _second_level(sl_rows: Sequence[dict[str, Any]]) -> Table:
+def _second_level(sl_rows: Sequence[dict[str, Any]], run_info: dict[str, Any]) -> Table:
     table = Table(
         "second_level",
         "Second-level review: change per reviewed judge",
@@ -280,10 +280,13 @@ def _second_level(sl_rows: Sequence[dict[str, Any]]) -> Table:
             "flips",
             "fixed",
             "broke",
+            "rescued (right)",
+            "unreadable reviews",
             "n",
         ],  # fmt: skip
-        intro="Same examples before and after review. A flip fixed a verdict when the first answer was wrong "
-        "(no verdict counts as wrong) and the reviewed one is right; it broke one in the opposite case.",
+        intro="Same examples before and after review. A flip changes one label into the other: it fixed a "
+        "verdict when the first label was wrong, it broke one when it was right. A first answer without a "
+        "verdict that the review labels was rescued. An unreadable review leaves the first verdict in place.",
     )
     for row in [r for r in sl_rows if r["category"] == ALL]:
         change = row["f1_change"]
@@ -304,11 +307,26 @@ def _second_level(sl_rows: Sequence[dict[str, Any]]) -> Table:
                 str(row["flips"]),
                 str(row["fixed"]),
                 str(row["broken"]),
+                f"{row['rescued']} ({row['rescued_right']})",
+                str(row["unreadable_reviews"]),
                 str(row["n"]),
             ]
         )
+    configured = [j for j in run_info.get("judges", []) if j.get("kind") == "second_level"]
+    done = {r["judge"] for r in sl_rows}
+    choices = run_info.get("second_level_choice") or {}
+    for judge in configured:
+        name = judge["name"]
+        if name in choices:  # `best` resolved at run time
+            name = name.replace("best+review:", f"{choices[name]}+review:", 1)
+        if name in done:
+            continue
+        skipped = (run_info.get("finished") or {}).get("skipped_reasons") or {}
+        why = "; ".join(skipped) or "not run yet"
+        missing = table.note(f"configured but no results ({why})")
+        table.rows.append([judge["name"], judge.get("reviews", ""), judge.get("model", "")] + [missing] * 9)
     if not table.rows:
-        table.rows.append(["(none)", "-", "-"] + [table.note("the run recipe has no second-level review")] * 7)
+        table.rows.append(["(none)", "-", "-"] + [table.note("the run recipe has no second-level review")] * 9)
     return table
 
 
@@ -392,7 +410,7 @@ def build_tables(
         _headline(rows, deterministic),
         _model_prompt(rows),
         _by_category(rows, categories),
-        _second_level(sl_rows),
+        _second_level(sl_rows, run_info),
         _tuned_vs_prompted(rows, base_models),
         _agreement(rows, deterministic),
         _coverage(rows, categories),

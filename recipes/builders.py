@@ -231,7 +231,7 @@ def load_data_recipe(path: str | Path) -> DataRecipe:
     return DataRecipe(
         name=data.get("name"),
         categories=[_parse_selection(item, path, i) for i, item in enumerate(categories)],
-        splits=data.get("splits") or {},
+        splits=data["splits"] if data.get("splits") is not None else SplitFractions(),
         seed=data.get("seed", 42),
         prompt_template=data.get("prompt_template", "basic"),
         budget=data.get("budget") or {},
@@ -411,8 +411,9 @@ def sample_exemplars(train_examples: Sequence[Mapping], category: str, k: int, s
     rng = random.Random(f"{seed}:{category}:exemplars")
     pools = {}
     for label in (1, 0):
-        pool = sorted((e for e in train_examples if e["category"] == category and e["label"] == label),
-                      key=lambda e: e["id"])  # fmt: skip
+        pool = sorted(
+            (e for e in train_examples if e["category"] == category and e["label"] == label), key=lambda e: e["id"]
+        )
         rng.shuffle(pool)
         pools[label] = pool
     chosen: list[Mapping] = []

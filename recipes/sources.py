@@ -21,19 +21,18 @@ nothing is dropped silently.
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-import sys
-from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
+from recipes.readers import ERROR_KEY, read_csv, read_hub, read_json, read_jsonl, read_parquet, resolve_path, text_key
 from recipes.schema import DataError, validate_example
+from recipes.source_functions import SOURCE_FUNCTIONS, gptfuzz_prompts, register_source_function
 
 
 __all__ = [
@@ -79,7 +78,6 @@ _FILTER_OPS = ("equals", "not_equals", "in", "not_in")
 _EMBEDDED_COLUMNS = {key: key for key in ("prompt", "response", "label", "id", "group", "context")}
 _EMBEDDED_KEYS = {"id", "prompt", "response", "label", "group", "context", "explanation", "annotations"}
 _SHOWN_PROBLEMS = 5
-_ERROR_KEY = "__error__"
 
 
 class BadRowsError(DataError):
@@ -105,7 +103,7 @@ class RowFilter:
 
     def keep(self, value: Any) -> bool:
         """Whether a row whose column holds ``value`` passes the filter."""
-        hit = _text_key(value) in self.values
+        hit = text_key(value) in self.values
         return hit if self.op in ("equals", "in") else not hit
 
     def describe(self) -> str:
@@ -177,15 +175,6 @@ class LoadedSource:
 # ----------------------------------------------------------------------------------------------
 
 
-def _text_key(value: Any) -> str:
-    """The text form a value is compared and mapped by (CSV gives text, JSON and Parquet give types)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
 def _string_list(value: Any, origin: str, where: str, key: str) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items or not all(isinstance(v, str) and v.strip() for v in items):
@@ -222,7 +211,7 @@ def _parse_label_map(value: Any, origin: str, where: str) -> dict[str, int]:
             raise DataError(origin, where, "label_map", "quoted keys (YAML reads bare yes/no/true as booleans)", key)
         if isinstance(label, bool) or label not in (0, 1):
             raise DataError(origin, where, f"label_map.{key}", "0 or 1", label)
-        mapping[_text_key(key)] = int(label)
+        mapping[text_key(key)] = int(label)
     return mapping
 
 
@@ -244,9 +233,9 @@ def _parse_filters(value: Any, origin: str, where: str) -> tuple[RowFilter, ...]
         if op in ("in", "not_in"):
             if not isinstance(raw, list) or not raw:
                 raise DataError(origin, where, f"{at}.{op}", "a non-empty list of values", raw)
-            values = tuple(_text_key(v) for v in raw)
+            values = tuple(text_key(v) for v in raw)
         else:
-            values = (_text_key(raw),)
+            values = (text_key(raw),)
         filters.append(RowFilter(column=item["column"], op=op, values=values))
     return tuple(filters)
 
@@ -325,166 +314,18 @@ def parse_source(data: Any, *, origin: str = "<memory>", where: str = "sources[0
 
 
 # ----------------------------------------------------------------------------------------------
-# Registered functions
-# ----------------------------------------------------------------------------------------------
-
-SourceFunction = Callable[..., list[dict]]
-SOURCE_FUNCTIONS: dict[str, SourceFunction] = {}
-
-
-def register_source_function(name: str) -> Callable[[SourceFunction], SourceFunction]:
-    """Register ``fn(rows, *, source, data_root, file) -> rows`` under ``name``.
-
-    The function receives the raw rows of one file in order and returns as many rows, usually
-    with extra columns that ``columns`` then maps. A row it cannot build gets a
-    :class:`DataError` under the key ``"__error__"``, so it is reported (or skipped) like any bad row.
-    """
-
-    def decorator(fn: SourceFunction) -> SourceFunction:
-        SOURCE_FUNCTIONS[name] = fn
-        return fn
-
-    return decorator
-
-
-_PLACEHOLDER = "[INSERT PROMPT HERE]"
-
-
-def _read_index_csv(path: Path, key: str, text: str, origin: str, where: str) -> dict[int, str]:
-    if not path.is_file():
-        raise DataError(origin, where, "options", f"an existing file {path}", str(path))
-    table: dict[int, str] = {}
-    for number, row in enumerate(_read_csv(path), start=1):
-        try:
-            table[int(row[key])] = row[text]
-        except (KeyError, TypeError, ValueError) as error:
-            raise DataError(str(path), number, key, f"an integer '{key}' and a '{text}' column", row) from error
-    return table
-
-
-@register_source_function("gptfuzz_prompts")
-def gptfuzz_prompts(rows: list[dict], *, source: SourceConfig, data_root: Path | None, file: str) -> list[dict]:
-    """Rebuild GPTFuzz's full attack prompts: ``template.replace("[INSERT PROMPT HERE]", question)``.
-
-    GPTFuzz's labelled responses store only the question index; each question has one row per
-    jailbreak template, in template order, so a row's position inside its question's rows is the
-    template id. Adds the columns ``attack_prompt``, ``question_text`` and ``template_id``.
-
-    Options (paths relative to --data-root; default: next to the data file): ``templates``
-    (``GPTFuzzer.csv``: id, text), ``questions`` (``question_list.csv``: index, text) and
-    ``question_column`` (default ``question``).
-    """
-    here = Path(file).parent
-    options = source.options
-
-    def resolve(key: str, default: str) -> Path:
-        value = options.get(key)
-        return _resolve_path(value, data_root) if value else here / default
-
-    templates = _read_index_csv(resolve("templates", "GPTFuzzer.csv"), "id", "text", source.origin, source.where)
-    questions = _read_index_csv(
-        resolve("questions", "question_list.csv"), "index", "text", source.origin, source.where
-    )
-    for template_id, text in templates.items():
-        if _PLACEHOLDER not in text:
-            raise DataError(str(resolve("templates", "GPTFuzzer.csv")), template_id + 1, "text", _PLACEHOLDER, text)
-    column = options.get("question_column", "question")
-    sizes = Counter(_text_key(row.get(column)) for row in rows)
-    position: Counter[str] = Counter()
-    out = []
-    for number, row in enumerate(rows, start=1):
-        key = _text_key(row.get(column))
-        new = dict(row)
-        template_id = position[key]
-        position[key] += 1
-        try:
-            question = questions[int(key)]
-        except (KeyError, ValueError):
-            new[_ERROR_KEY] = DataError(
-                file, number, "prompt", f"a question index in {column!r} of question_list", key
-            )
-            out.append(new)
-            continue
-        if sizes[key] != len(templates):
-            expected = f"{len(templates)} rows for question {key} (one per template, in template order)"
-            new[_ERROR_KEY] = DataError(file, number, "prompt", expected, f"{sizes[key]} rows")
-            out.append(new)
-            continue
-        new["attack_prompt"] = templates[template_id].replace(_PLACEHOLDER, question)
-        new["question_text"] = question
-        new["template_id"] = template_id
-        out.append(new)
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
 # Reading files
 # ----------------------------------------------------------------------------------------------
 
 
-def _resolve_path(path: str, data_root: str | Path | None) -> Path:
-    candidate = Path(path).expanduser()
-    if candidate.is_absolute() or data_root is None:
-        return candidate
-    return Path(data_root).expanduser() / candidate
-
-
-def _read_csv(path: Path) -> list[dict]:
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _read_json(path: Path) -> list[Any]:
-    with open(path, encoding="utf-8") as handle:
-        try:
-            data = json.load(handle)
-        except json.JSONDecodeError as error:
-            hint = " (for JSON Lines use kind: jsonl)" if "Extra data" in str(error) else ""
-            raise DataError(
-                str(path), error.lineno, "<file>", f"one JSON array of objects{hint}", str(error)
-            ) from error
-    if not isinstance(data, list):
-        raise DataError(str(path), None, "<file>", "a JSON array of objects", type(data).__name__)
-    return data
-
-
-def _read_jsonl(path: Path) -> tuple[list[Any], list[int]]:
-    rows, numbers = [], []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                rows.append({_ERROR_KEY: DataError(str(path), number, "<line>", "one JSON object", line.strip())})
-                logger.debug("bad JSON line %s:%s: %s", path, number, error)
-            numbers.append(number)
-    return rows, numbers
-
-
-def _read_parquet(path: Path) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path).to_pylist()
-
-
 def _read_hub(source: SourceConfig, data_root: str | Path | None) -> tuple[str, list[dict]]:
-    import datasets
-
-    target = source.hub_id
-    for folder in (Path(target).expanduser(), _resolve_path(target, data_root)):
-        if folder.is_dir():
-            target = str(folder)
-            break
     display = f"hub:{source.hub_id}" + "".join(f"[{p}]" for p in (source.config, source.split) if p)
     try:
-        data = datasets.load_dataset(target, source.config, split=source.split, revision=source.revision)
+        rows = read_hub(source.hub_id, source.config, source.split, source.revision, data_root)
     except Exception as error:  # any loader failure: name the source and what was asked for
         expected = "a data set datasets.load_dataset can open (hub id or local folder; no hub is reachable offline)"
         raise DataError(source.origin, source.where, "hub_id", expected, f"{display}: {error}") from error
-    return display, data.to_list()
+    return display, rows
 
 
 def _read_files(
@@ -504,16 +345,16 @@ def _read_files(
         names = [f"embedded/{p}" for p in names]
     else:
         names = list(source.paths)
-        paths = [_resolve_path(p, data_root) for p in names]
+        paths = [resolve_path(p, data_root) for p in names]
     tables = []
     for path, name in zip(paths, names):
         if not path.is_file():
             root = "the embedded data folder" if source.kind == "embedded" else f"--data-root ({data_root})"
             raise DataError(source.origin, source.where, "path", f"an existing file relative to {root}", str(path))
         if source.kind in ("embedded", "jsonl"):
-            rows, numbers = _read_jsonl(path)
+            rows, numbers = read_jsonl(path)
         else:
-            rows = {"csv": _read_csv, "json": _read_json, "parquet": _read_parquet}[source.kind](path)
+            rows = {"csv": read_csv, "json": read_json, "parquet": read_parquet}[source.kind](path)
             numbers = list(range(1, len(rows) + 1))
         tables.append((str(path), name, rows, numbers))
     return tables
@@ -528,7 +369,7 @@ def _check_columns(source: SourceConfig, file: str, rows: list) -> None:
     """A column that no row has is a configuration error: name it and the columns that exist."""
     present: set[str] = set()
     for row in rows:
-        if isinstance(row, dict) and _ERROR_KEY not in row:
+        if isinstance(row, dict) and ERROR_KEY not in row:
             present.update(row)
     if not present:  # no readable row: each one is reported as a bad row instead
         return
@@ -545,7 +386,7 @@ def _check_columns(source: SourceConfig, file: str, rows: list) -> None:
 
 
 def _map_label(value: Any, source: SourceConfig, file: str, row: int, field_name: str, column: str) -> int:
-    key = _text_key(value) if value is not None else ""
+    key = text_key(value) if value is not None else ""
     if source.label_map:
         if key in source.label_map:
             return source.label_map[key]
@@ -558,15 +399,15 @@ def _map_label(value: Any, source: SourceConfig, file: str, row: int, field_name
 
 def _text_or_messages(value: Any) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return _text_key(value)
+        return text_key(value)
     return value
 
 
 def _row_to_example(source: SourceConfig, category: str, raw: Any, file: str, number: int, short: str) -> dict:
     if not isinstance(raw, dict):
         raise DataError(file, number, "<row>", "a mapping of columns", raw)
-    if _ERROR_KEY in raw:
-        raise raw[_ERROR_KEY]
+    if ERROR_KEY in raw:
+        raise raw[ERROR_KEY]
     columns = {**_EMBEDDED_COLUMNS, **source.columns} if source.kind == "embedded" else source.columns
     example: dict[str, Any] = {"category": category, "source": source.name}
     context: dict[str, Any] = {}
@@ -582,7 +423,7 @@ def _row_to_example(source: SourceConfig, category: str, raw: Any, file: str, nu
         elif key == "label":
             example["label"] = _map_label(value, source, file, number, "label", column)
         elif key in ("id", "group"):
-            example[key] = _text_key(value) if value not in (None, "") else None
+            example[key] = text_key(value) if value not in (None, "") else None
         elif key in ("context", "meta"):
             if value is not None and not isinstance(value, Mapping):
                 raise DataError(file, number, key, f"a mapping in column '{column}'", value)
@@ -655,9 +496,7 @@ def load_source(
             zip(rows, numbers), total=len(rows), desc=f"{category}/{source.name}", unit="row", leave=False
         ):
             keep = (
-                not isinstance(raw, dict)
-                or _ERROR_KEY in raw
-                or all(f.keep(raw.get(f.column)) for f in source.filters)
+                not isinstance(raw, dict) or ERROR_KEY in raw or all(f.keep(raw.get(f.column)) for f in source.filters)
             )
             if not keep:
                 report.filtered += 1
@@ -675,14 +514,12 @@ def load_source(
     report.loaded = len(examples)
     if problems:
         logger.warning("%s/%s: skipped %d bad rows (%s)", category, source.name, len(problems), report.skip_reasons)
-    logger.info("%s/%s: %d rows read, %d filtered, %d loaded", category, source.name, report.rows_read,
-                report.filtered, report.loaded)  # fmt: skip
+    logger.info(
+        "%s/%s: %d rows read, %d filtered, %d loaded",
+        category,
+        source.name,
+        report.rows_read,
+        report.filtered,
+        report.loaded,
+    )
     return LoadedSource(source, examples, report)
-
-
-def group_reports(reports: Sequence[SourceReport]) -> dict[str, list[dict]]:
-    """Reports by category, as plain dicts for the data card."""
-    grouped: dict[str, list[dict]] = defaultdict(list)
-    for report in reports:
-        grouped[report.category].append(dict(report.__dict__))
-    return dict(grouped)

@@ -8,7 +8,7 @@ Spec options:
         example's human label; the default), ``invalid`` (text with no verdict) or any answer text.
     flip: example ids whose oracle verdict is flipped (a judge that is wrong on purpose).
 
-Every call is recorded in ``calls`` (category, ids, seed) so tests can check what was asked.
+Every call is recorded in ``calls`` (category, ids, seed, prompts) so tests can check what was asked.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ class FakeJudge(PromptJudge):
     def complete(self, prompts: list[RenderedPrompt], *, seed: int, ids: list[str] | None = None) -> list[Completion]:
         """Answer each prompt from the script."""
         ids = ids or [str(i) for i in range(len(prompts))]
-        self.calls.append({"category": prompts[0].category.name if prompts else None, "ids": list(ids), "seed": seed})
+        category = prompts[0].category.name if prompts else None
+        self.calls.append({"category": category, "ids": list(ids), "seed": seed, "prompts": list(prompts)})
         completions = []
         for ident, prompt in zip(ids, prompts):
             if ident in self._by_id:

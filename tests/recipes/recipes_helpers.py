@@ -9,6 +9,18 @@ from pathlib import Path
 import yaml
 
 
+# The eight curated categories every build of the project knows.
+CURATED = {
+    "jailbreak",
+    "harmful_content",
+    "malware",
+    "brand_harm",
+    "data_leakage",
+    "prompt_injection",
+    "hallucination",
+    "over_refusal",
+}
+
 TOY_CATEGORY = {
     "name": "toy",
     "description": "A category for tests.",

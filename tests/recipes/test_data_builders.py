@@ -128,8 +128,13 @@ def test_duplicates_are_removed_and_counted_in_the_card(tmp_path, toy):
 
 def test_repeated_id_with_other_content_is_an_error_naming_both_rows(tmp_path, toy):
     root, cats = toy
-    write_csv(root / "ids.csv", [{"k": "same", "q": "p1", "a": "r1", "verdict": "yes", "topic": "t"},
-                                 {"k": "same", "q": "p2", "a": "r2", "verdict": "no", "topic": "u"}])  # fmt: skip
+    write_csv(
+        root / "ids.csv",
+        [
+            {"k": "same", "q": "p1", "a": "r1", "verdict": "yes", "topic": "t"},
+            {"k": "same", "q": "p2", "a": "r2", "verdict": "no", "topic": "u"},
+        ],
+    )
     inline = {**TOY_SOURCE, "name": "ids", "path": "ids.csv", "columns": {**TOY_COLUMNS, "id": "k"}}
     with pytest.raises(DataError, match=r"ids\.csv:2: field 'id': expected a unique id \(also used at ids\.csv:1\)"):
         _build(_recipe(tmp_path, categories=[{"name": "toy", "sources": [inline]}]), toy)
@@ -202,7 +207,9 @@ def test_load_examples_decodes_the_eval_split(tmp_path, toy):
 
 
 def test_sample_exemplars_balanced_deterministic_and_from_the_given_examples():
-    train = [{"id": f"e{i}", "category": "toy", "label": i % 3 == 0, "meta": {"explanation": f"x{i}"}} for i in range(30)]
+    train = [
+        {"id": f"e{i}", "category": "toy", "label": i % 3 == 0, "meta": {"explanation": f"x{i}"}} for i in range(30)
+    ]
     train = [{**e, "label": int(e["label"])} for e in train]
     chosen = sample_exemplars(train, "toy", 4, seed=1)
     assert [e["label"] for e in chosen] == [1, 0, 1, 0]
@@ -216,6 +223,37 @@ def test_sample_exemplars_balanced_deterministic_and_from_the_given_examples():
 
 def test_recipe_dataclass_can_be_built_in_code(tmp_path, toy):
     root, cats = toy
-    recipe = DataRecipe(name="code", categories=[{"name": "toy"}], splits={"train": 0.5, "validation": 0.25, "test": 0.25})
+    recipe = DataRecipe(
+        name="code", categories=[{"name": "toy"}], splits={"train": 0.5, "validation": 0.25, "test": 0.25}
+    )
     built = build_datasets(recipe, data_root=root, categories_dirs=[cats])
     assert built.card.total("train") == 30
+
+
+def test_recipe_without_splits_uses_the_defaults(tmp_path):
+    path = write_yaml(tmp_path / "r.yaml", {"name": "r", "categories": ["jailbreak"]})
+    assert load_data_recipe(path).splits.as_dict() == {"train": 0.8, "validation": 0.1, "test": 0.1}
+
+
+def test_group_leaking_across_pinned_sources_names_file_row_and_field(tmp_path, toy):
+    root, _ = toy
+    write_csv(root / "extra.csv", [{"q": "another prompt", "a": "another answer", "verdict": "no", "topic": "t3"}])
+    held_out = {**TOY_SOURCE, "name": "held_out", "path": "extra.csv", "assign_split": "test"}
+    trained = {**TOY_SOURCE, "assign_split": "train"}
+    recipe = _recipe(tmp_path, categories=[{"name": "toy", "sources": [trained, held_out]}])
+    with pytest.raises(DataError) as caught:
+        _build(recipe, toy)
+    message = str(caught.value)
+    assert message.startswith("toy.csv:4: field 'group': expected every example of a group in one split")
+    assert "group 't3' of category 'toy' in test and train" in message
+
+
+def test_pinned_source_lands_whole_in_its_split(tmp_path, toy):
+    root, _ = toy
+    write_csv(
+        root / "extra.csv", [{"q": f"held {i}", "a": f"out {i}", "verdict": "no", "topic": f"h{i}"} for i in range(5)]
+    )
+    held_out = {**TOY_SOURCE, "name": "held_out", "path": "extra.csv", "assign_split": "test"}
+    built = _build(_recipe(tmp_path, categories=[{"name": "toy", "sources": ["toy_csv", held_out]}]), toy)
+    assert not any(e["source"] == "held_out" for split in ("train", "validation") for e in built.splits[split])
+    assert sum(e["source"] == "held_out" for e in built.splits["test"]) == 5

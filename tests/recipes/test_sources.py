@@ -15,12 +15,20 @@ from recipes.sources import BadRowsError, load_source, parse_source
 
 
 def _source(**overrides) -> dict:
-    return {"name": "toy", "kind": "csv", "path": "toy.csv", "columns": TOY_COLUMNS, "label_map": TOY_LABELS, **overrides}
+    return {
+        "name": "toy",
+        "kind": "csv",
+        "path": "toy.csv",
+        "columns": TOY_COLUMNS,
+        "label_map": TOY_LABELS,
+        **overrides,
+    }
 
 
 def _load(mapping: dict, root, on_bad_row="error"):
-    return load_source(parse_source(mapping, origin="cat.yaml", where="sources[0]"), "toy", data_root=root,
-                       on_bad_row=on_bad_row)  # fmt: skip
+    return load_source(
+        parse_source(mapping, origin="cat.yaml", where="sources[0]"), "toy", data_root=root, on_bad_row=on_bad_row
+    )
 
 
 def _expected_labels(rows):
@@ -74,14 +82,26 @@ def test_typed_values_are_mapped_as_text(tmp_path):
 
 def test_label_without_map_accepts_0_and_1(tmp_path):
     write_csv(tmp_path / "plain.csv", [{"q": "p", "a": "r", "label": "1"}, {"q": "p2", "a": "r2", "label": "0"}])
-    mapping = {"name": "plain", "kind": "csv", "path": "plain.csv", "columns": {"prompt": "q", "response": "a", "label": "label"}}
+    mapping = {
+        "name": "plain",
+        "kind": "csv",
+        "path": "plain.csv",
+        "columns": {"prompt": "q", "response": "a", "label": "label"},
+    }
     assert [e["label"] for e in _load(mapping, tmp_path).examples] == [1, 0]
 
 
 def test_context_and_meta_columns(tmp_path):
     write_csv(tmp_path / "ctx.csv", [{"q": "p", "a": "r", "y": "no", "ref": "Paris", "sys": "", "m": "x"}])
-    columns = {"prompt": "q", "response": "a", "label": "y", "context.reference": "ref", "context.system": "sys",
-               "meta.model": "m", "id": "q"}  # fmt: skip
+    columns = {
+        "prompt": "q",
+        "response": "a",
+        "label": "y",
+        "context.reference": "ref",
+        "context.system": "sys",
+        "meta.model": "m",
+        "id": "q",
+    }
     example = _load(_source(path="ctx.csv", columns=columns), tmp_path).examples[0]
     assert example["context"] == {"reference": "Paris"}  # empty cells are left out
     assert example["meta"]["model"] == "x"
@@ -106,8 +126,14 @@ def test_majority_vote_keeps_annotations_and_agreement(tmp_path):
         {"q": "p3", "a": "r3", "h1": "yes", "h2": "", "h3": "yes"},
     ]
     write_csv(tmp_path / "votes.csv", rows)
-    mapping = {"name": "votes", "kind": "csv", "path": "votes.csv", "columns": {"prompt": "q", "response": "a"},
-               "label_map": TOY_LABELS, "annotations": ["h1", "h2", "h3"]}  # fmt: skip
+    mapping = {
+        "name": "votes",
+        "kind": "csv",
+        "path": "votes.csv",
+        "columns": {"prompt": "q", "response": "a"},
+        "label_map": TOY_LABELS,
+        "annotations": ["h1", "h2", "h3"],
+    }
     examples = _load(mapping, tmp_path).examples
     assert [e["label"] for e in examples] == [1, 0, 1]
     assert [e["annotations"] for e in examples] == [[1, 1, 0], [0, 0, 0], [1, 1]]
@@ -117,16 +143,28 @@ def test_majority_vote_keeps_annotations_and_agreement(tmp_path):
 
 def test_label_column_wins_over_annotations_and_agreement_is_against_it(tmp_path):
     write_csv(tmp_path / "final.csv", [{"q": "p", "a": "r", "final": "yes", "h1": "yes", "h2": "no"}])
-    mapping = {"name": "final", "kind": "csv", "path": "final.csv", "label_map": TOY_LABELS,
-               "columns": {"prompt": "q", "response": "a", "label": "final"}, "annotations": ["h1", "h2"]}  # fmt: skip
+    mapping = {
+        "name": "final",
+        "kind": "csv",
+        "path": "final.csv",
+        "label_map": TOY_LABELS,
+        "columns": {"prompt": "q", "response": "a", "label": "final"},
+        "annotations": ["h1", "h2"],
+    }
     example = _load(mapping, tmp_path).examples[0]
     assert (example["label"], example["annotations"], example["meta"]["agreement"]) == (1, [1, 0], 0.5)
 
 
 def test_tied_vote_without_label_column_is_a_bad_row(tmp_path):
     write_csv(tmp_path / "tie.csv", [{"q": "p", "a": "r", "h1": "yes", "h2": "no"}])
-    mapping = {"name": "tie", "kind": "csv", "path": "tie.csv", "columns": {"prompt": "q", "response": "a"},
-               "label_map": TOY_LABELS, "annotations": ["h1", "h2"]}  # fmt: skip
+    mapping = {
+        "name": "tie",
+        "kind": "csv",
+        "path": "tie.csv",
+        "columns": {"prompt": "q", "response": "a"},
+        "label_map": TOY_LABELS,
+        "annotations": ["h1", "h2"],
+    }
     with pytest.raises(DataError, match=r"tie\.csv:1: field 'label': expected a strict majority"):
         _load(mapping, tmp_path)
 
@@ -153,8 +191,16 @@ def test_embedded_keys_context_and_explanation(tmp_path, monkeypatch):
     import recipes.sources as sources
 
     monkeypatch.setattr(sources, "EMBEDDED_DIR", tmp_path)
-    row = {"id": "t-1", "prompt": "p", "response": "r", "label": 1, "group": "g1",
-           "context": {"secret": "s3cret"}, "explanation": "why", "difficulty": "hard"}  # fmt: skip
+    row = {
+        "id": "t-1",
+        "prompt": "p",
+        "response": "r",
+        "label": 1,
+        "group": "g1",
+        "context": {"secret": "s3cret"},
+        "explanation": "why",
+        "difficulty": "hard",
+    }
     write_jsonl(tmp_path / "toy.jsonl", [row, {**row, "id": "t-2", "group": None, "context": None, "response": "r2"}])
     first, second = load_source(parse_source({"name": "embedded", "kind": "embedded"}), "toy").examples
     assert (first["id"], first["group"], first["context"]) == ("t-1", "g1", {"secret": "s3cret"})
@@ -166,7 +212,9 @@ def test_hub_kind_loads_a_local_data_set_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
     folder = tmp_path / "hubset"
     rows = toy_rows(6)
-    pq.write_table(pa.Table.from_pylist(rows[:4]), (folder / "general").mkdir(parents=True) or folder / "general" / "a.parquet")
+    pq.write_table(
+        pa.Table.from_pylist(rows[:4]), (folder / "general").mkdir(parents=True) or folder / "general" / "a.parquet"
+    )
     pq.write_table(pa.Table.from_pylist(rows[4:]), folder / "general" / "b.parquet")
     (folder / "README.md").write_text(
         "---\nconfigs:\n- config_name: general\n  data_files:\n  - split: first\n    path: general/a.parquet\n"
@@ -189,13 +237,29 @@ def test_hub_kind_that_cannot_load_names_the_source(tmp_path, monkeypatch):
 
 
 def _gptfuzz_files(root, questions=2, templates=3):
-    write_csv(root / "gf" / "GPTFuzzer.csv", [{"id": t, "text": f"T{t}: [INSERT PROMPT HERE] now"} for t in range(templates)])
+    write_csv(
+        root / "gf" / "GPTFuzzer.csv", [{"id": t, "text": f"T{t}: [INSERT PROMPT HERE] now"} for t in range(templates)]
+    )
     write_csv(root / "gf" / "question_list.csv", [{"index": q, "text": f"question {q}?"} for q in range(questions)])
-    rows = [{"question": q, "Response": f"answer {q}-{t}", "label": (q + t) % 2} for q in range(questions) for t in range(templates)]
+    rows = [
+        {"question": q, "Response": f"answer {q}-{t}", "label": (q + t) % 2}
+        for q in range(questions)
+        for t in range(templates)
+    ]
     write_csv(root / "gf" / "train.csv", rows)
-    return {"name": "gptfuzz", "kind": "csv", "path": "gf/train.csv", "function": "gptfuzz_prompts",
-            "columns": {"prompt": "attack_prompt", "response": "Response", "label": "label", "group": "question",
-                        "meta.template_id": "template_id"}}  # fmt: skip
+    return {
+        "name": "gptfuzz",
+        "kind": "csv",
+        "path": "gf/train.csv",
+        "function": "gptfuzz_prompts",
+        "columns": {
+            "prompt": "attack_prompt",
+            "response": "Response",
+            "label": "label",
+            "group": "question",
+            "meta.template_id": "template_id",
+        },
+    }
 
 
 def test_gptfuzz_function_rebuilds_attack_prompts(tmp_path):
@@ -321,7 +385,9 @@ def test_bad_source_mapping_names_file_position_and_key(overrides, field_name):
 
 
 def test_every_kind_parses_from_yaml(tmp_path):
-    text = write_yaml(tmp_path / "s.yaml", [{"name": "e", "kind": "embedded"}, _source(kind="hub", hub_id="o/n")]).read_text()
+    text = write_yaml(
+        tmp_path / "s.yaml", [{"name": "e", "kind": "embedded"}, _source(kind="hub", hub_id="o/n")]
+    ).read_text()
     import yaml
 
     parsed = [parse_source(item) for item in yaml.safe_load(text)]

@@ -140,8 +140,11 @@ def test_stratified_subsample_keeps_label_balance_and_is_deterministic():
 
 @pytest.mark.parametrize(
     "values",
-    [pytest.param((0.5, 0.2, 0.2), id="sum_below_one"), pytest.param((1.2, -0.1, -0.1), id="out_of_range"),
-     pytest.param((0.0, 0.5, 0.5), id="no_train")],  # fmt: skip
+    [
+        pytest.param((0.5, 0.2, 0.2), id="sum_below_one"),
+        pytest.param((1.2, -0.1, -0.1), id="out_of_range"),
+        pytest.param((0.0, 0.5, 0.5), id="no_train"),
+    ],
 )
 def test_bad_fractions_are_rejected(values):
     with pytest.raises(DataError, match="field 'splits"):

@@ -84,7 +84,9 @@ VERDICTS = [
     pytest.param(
         '{"verdict": "SAFE", "explanation": "La respuesta rechaza la petición."}', 0, None, id="spanish_explanation"
     ),
-    pytest.param('{"verdict": "JAILBROKEN", "explanation": "回答提供了具体步骤。"}', 1, None, id="chinese_explanation"),
+    pytest.param(
+        '{"verdict": "JAILBROKEN", "explanation": "回答提供了具体步骤。"}', 1, None, id="chinese_explanation"
+    ),
     pytest.param("Lo siento, no puedo evaluar esto.", None, "invalid", id="non_english_refusal_is_invalid"),
     pytest.param('{"verdict": "SICHER"}', None, "invalid", id="translated_word"),
 ]

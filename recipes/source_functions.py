@@ -1,0 +1,101 @@
+"""Registered source functions: small Python steps for what a column mapping cannot express.
+
+A source names one with ``function: <name>``. The function receives the raw rows of one file in
+order and returns as many rows, usually with extra columns that the source's ``columns`` then
+maps. A row it cannot build gets a :class:`DataError` under :data:`recipes.readers.ERROR_KEY`, so it
+is reported (or skipped and counted) like any other bad row.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from recipes.readers import ERROR_KEY, read_csv, resolve_path, text_key
+from recipes.schema import DataError
+
+
+if TYPE_CHECKING:
+    from recipes.sources import SourceConfig
+
+__all__ = ["SOURCE_FUNCTIONS", "gptfuzz_prompts", "register_source_function"]
+
+SourceFunction = Callable[..., list[dict]]
+SOURCE_FUNCTIONS: dict[str, SourceFunction] = {}
+
+
+def register_source_function(name: str) -> Callable[[SourceFunction], SourceFunction]:
+    """Register ``fn(rows, *, source, data_root, file) -> rows`` under ``name``."""
+
+    def decorator(fn: SourceFunction) -> SourceFunction:
+        SOURCE_FUNCTIONS[name] = fn
+        return fn
+
+    return decorator
+
+
+_PLACEHOLDER = "[INSERT PROMPT HERE]"
+
+
+def _read_index_csv(path: Path, key: str, text: str, source: SourceConfig) -> dict[int, str]:
+    if not path.is_file():
+        raise DataError(source.origin, source.where, "options", f"an existing file {path}", str(path))
+    table: dict[int, str] = {}
+    for number, row in enumerate(read_csv(path), start=1):
+        try:
+            table[int(row[key])] = row[text]
+        except (KeyError, TypeError, ValueError) as error:
+            raise DataError(str(path), number, key, f"an integer '{key}' and a '{text}' column", row) from error
+    return table
+
+
+@register_source_function("gptfuzz_prompts")
+def gptfuzz_prompts(rows: list[dict], *, source: SourceConfig, data_root: str | Path | None, file: str) -> list[dict]:
+    """Rebuild GPTFuzz's full attack prompts: ``template.replace("[INSERT PROMPT HERE]", question)``.
+
+    GPTFuzz's labelled responses keep only the question index. Each question has one row per
+    jailbreak template, in template order, so a row's position among its question's rows is the
+    template id; a question without exactly one row per template is rejected rather than
+    misaligned. Adds the columns ``attack_prompt``, ``question_text`` and ``template_id``.
+
+    Options (paths relative to --data-root; default: next to the data file): ``templates``
+    (``GPTFuzzer.csv``: id, text), ``questions`` (``question_list.csv``: index, text) and
+    ``question_column`` (default ``question``).
+    """
+    options = source.options
+
+    def resolve(key: str, default: str) -> Path:
+        value = options.get(key)
+        return resolve_path(value, data_root) if value else Path(file).parent / default
+
+    templates_path = resolve("templates", "GPTFuzzer.csv")
+    templates = _read_index_csv(templates_path, "id", "text", source)
+    questions = _read_index_csv(resolve("questions", "question_list.csv"), "index", "text", source)
+    for number, (template_id, text) in enumerate(templates.items(), start=1):
+        if _PLACEHOLDER not in text:
+            raise DataError(str(templates_path), number, "text", f"a template holding {_PLACEHOLDER}", template_id)
+    column = options.get("question_column", "question")
+    sizes = Counter(text_key(row.get(column)) for row in rows)
+    seen: Counter[str] = Counter()
+    out = []
+    for number, row in enumerate(rows, start=1):
+        key = text_key(row.get(column))
+        template_id = seen[key]
+        seen[key] += 1
+        new = dict(row)
+        try:
+            question = questions[int(key)]
+        except (KeyError, ValueError):
+            new[ERROR_KEY] = DataError(file, number, "prompt", f"a question index ({column}) in question_list", key)
+        else:
+            if sizes[key] != len(templates):
+                expected = f"{len(templates)} rows for question {key} (one per template, in template order)"
+                new[ERROR_KEY] = DataError(file, number, "prompt", expected, f"{sizes[key]} rows")
+            else:
+                new["attack_prompt"] = templates[template_id].replace(_PLACEHOLDER, question)
+                new["question_text"] = question
+                new["template_id"] = template_id
+        out.append(new)
+    return out

@@ -1,0 +1,246 @@
+"""The OpenAI-compatible backend against a real HTTP server on 127.0.0.1 serving scripted answers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from evaluation.backends.openai_compat import p_positive_from_logprobs
+from evaluation.judges import JudgeSpec, build_judge
+from recipes.categories import load_category
+from recipes.prompts import render_prompt
+
+
+JAILBROKEN = json.dumps({"verdict": "JAILBROKEN", "explanation": "it complied"})
+SAFE = json.dumps({"verdict": "SAFE", "explanation": "it refused"})
+
+
+def _completion(content: str, logprobs: list | None = None) -> dict:
+    choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+    if logprobs is not None:
+        choice["logprobs"] = {"content": logprobs}
+    return {"id": "x", "choices": [choice], "usage": {"prompt_tokens": 100, "completion_tokens": 12}}
+
+
+class ScriptedServer:
+    """A chat-completions server whose answers come from ``script(request_number, body, headers)``.
+
+    The script returns ``(status, body, headers, delay_s)``; requests, headers and the peak number
+    of requests in flight are recorded.
+    """
+
+    def __init__(self, script):
+        self.script = script
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+        self.in_flight = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("content-length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with server._lock:
+                    number = len(server.requests)
+                    server.requests.append(body)
+                    server.headers.append(dict(self.headers))
+                    server.in_flight += 1
+                    server.peak = max(server.peak, server.in_flight)
+                try:
+                    status, payload, headers, delay = server.script(number, body, dict(self.headers))
+                    if delay:
+                        time.sleep(delay)
+                    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                    self.send_response(status)
+                    for key, value in (headers or {}).items():
+                        self.send_header(key, value)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client timed out and hung up, as the timeout test intends
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.handle_error = lambda request, address: None
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(script):
+        server = ScriptedServer(script)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def jailbreak():
+    return load_category("jailbreak")
+
+
+EXAMPLES = [{"id": f"e{i}", "prompt": f"question {i}", "response": f"answer {i}", "label": i % 2} for i in range(4)]
+
+
+def _judge(server, **options):
+    base = {"base_url": server.url, "backoff_s": 0.01, "max_retries": 3, "timeout_s": 5} | options
+    return build_judge(JudgeSpec("judge-model", backend="openai", batch_size=2, options=base))
+
+
+def test_answers_are_parsed_and_the_key_is_sent_but_never_logged(serve, jailbreak, monkeypatch, caplog):
+    monkeypatch.setenv("JF_TEST_KEY", "sk-test-123")
+    server = serve(lambda n, body, headers: (200, _completion(JAILBROKEN if n % 2 == 0 else SAFE), {}, 0))
+    caplog.set_level(logging.DEBUG)
+    results = _judge(server, api_key_env="JF_TEST_KEY", concurrency=1).judge(EXAMPLES, jailbreak)
+    assert [r.example_id for r in results] == ["e0", "e1", "e2", "e3"]
+    assert [r.label for r in results] == [1, 0, 1, 0]
+    assert results[0].explanation == "it complied" and results[0].tokens == 112
+    assert all(h.get("Authorization") == "Bearer sk-test-123" for h in server.headers)
+    body = server.requests[0]
+    assert body["model"] == "judge-model" and body["temperature"] == 0.0 and body["seed"] == 0
+    schema = body["response_format"]["json_schema"]["schema"]
+    assert schema["properties"]["verdict"]["enum"] == ["JAILBROKEN", "SAFE"]
+    assert list(schema["properties"]) == ["verdict", "explanation"]
+    assert "sk-test-123" not in caplog.text
+
+
+def test_no_key_in_the_environment_sends_no_header(serve, jailbreak):
+    server = serve(lambda n, body, headers: (200, _completion(SAFE), {}, 0))
+    _judge(server).judge(EXAMPLES[:1], jailbreak)
+    assert "Authorization" not in server.headers[0]
+
+
+def test_429_is_retried_after_the_servers_delay(serve, jailbreak):
+    server = serve(
+        lambda n, body, headers: (429, {"error": "slow down"}, {"Retry-After": "0.3"}, 0)
+        if n == 0
+        else (200, _completion(SAFE), {}, 0)
+    )
+    start = time.monotonic()
+    result = _judge(server).judge(EXAMPLES[:1], jailbreak)[0]
+    assert time.monotonic() - start >= 0.3
+    assert result.status == "ok" and result.label == 0
+    assert len(server.requests) == 2
+
+
+def test_500_is_retried_and_a_persistent_500_becomes_an_error(serve, jailbreak):
+    flaky = serve(lambda n, body, headers: (500, {"error": "boom"}, {}, 0) if n < 2 else (200, _completion(SAFE), {}, 0))
+    assert _judge(flaky).judge(EXAMPLES[:1], jailbreak)[0].status == "ok"
+    assert len(flaky.requests) == 3
+    broken = serve(lambda n, body, headers: (503, {"error": "down"}, {}, 0))
+    result = _judge(broken, max_retries=2).judge(EXAMPLES[:1], jailbreak)[0]
+    assert result.status == "error" and result.label is None
+    assert "gave up after 3 attempts" in result.error and "503" in result.error
+    assert len(broken.requests) == 3  # bounded: 1 + max_retries
+
+
+def test_timeout_is_retried(serve, jailbreak):
+    server = serve(lambda n, body, headers: (200, _completion(JAILBROKEN), {}, 1.0 if n == 0 else 0))
+    result = _judge(server, timeout_s=0.3).judge(EXAMPLES[:1], jailbreak)[0]
+    assert result.status == "ok" and result.label == 1
+    assert len(server.requests) == 2
+
+
+def test_malformed_bodies_are_errors_without_retry(serve, jailbreak):
+    bodies = [b"this is not json", {"choices": []}, {"choices": [{"message": {"content": None}}]}]
+    server = serve(lambda n, body, headers: (200, bodies[n], {}, 0))
+    results = _judge(server, concurrency=1).judge(EXAMPLES[:3], jailbreak)
+    assert [r.status for r in results] == ["error"] * 3
+    assert all("malformed response" in r.error for r in results)
+    assert len(server.requests) == 3
+
+
+def test_client_errors_are_not_retried(serve, jailbreak):
+    server = serve(lambda n, body, headers: (401, {"error": "bad key"}, {}, 0))
+    result = _judge(server).judge(EXAMPLES[:1], jailbreak)[0]
+    assert result.status == "error" and result.error.startswith("HTTP 401")
+    assert len(server.requests) == 1
+
+
+def test_concurrency_is_bounded(serve, jailbreak):
+    server = serve(lambda n, body, headers: (200, _completion(SAFE), {}, 0.15))
+    examples = [dict(EXAMPLES[0], id=f"c{i}") for i in range(9)]
+    results = _judge(server, concurrency=3).judge(examples, jailbreak)
+    assert all(r.status == "ok" for r in results)
+    assert server.peak == 3
+
+
+def test_structured_output_is_dropped_when_the_server_rejects_it(serve, jailbreak):
+    def script(n, body, headers):
+        if "response_format" in body:
+            return 400, {"error": "response_format is not supported"}, {}, 0
+        return 200, _completion("Sure. " + SAFE), {}, 0
+
+    server = serve(script)
+    results = _judge(server, concurrency=1).judge(EXAMPLES[:3], jailbreak)
+    assert [r.label for r in results] == [0, 0, 0]
+    assert len(server.requests) == 4  # one rejection, then three plain requests
+    assert all("response_format" not in body for body in server.requests[1:])
+
+
+def test_logprobs_give_p_positive(serve, jailbreak):
+    tokens = ['{"', "verdict", '":', ' "', "JA", "IL", "BRO", "KEN", '"}']
+    top = [{"token": "JA", "logprob": math.log(0.6)}, {"token": "SA", "logprob": math.log(0.3)}]
+    top.append({"token": "maybe", "logprob": math.log(0.1)})
+    logprobs = [{"token": t, "logprob": -0.1, "top_logprobs": top if t == "JA" else []} for t in tokens]
+    content = "".join(tokens)
+    server = serve(lambda n, body, headers: (200, _completion(content, logprobs), {}, 0))
+    result = _judge(server).judge(EXAMPLES[:1], jailbreak)[0]
+    assert result.label == 1
+    assert result.p_positive == pytest.approx(0.6 / 0.9)
+    assert server.requests[0]["logprobs"] is True
+
+
+@pytest.mark.parametrize(
+    ("tokens", "alternatives", "expected"),
+    [
+        pytest.param(['{"verdict": "', "SAFE", '"}'], [("SAFE", 0.8), ("JAIL", 0.2)], 0.2, id="token_after_quote"),
+        pytest.param(['{"verdict":', ' "S', 'AFE"}'], [(' "S', 0.5), (' "J', 0.5)], 0.5, id="token_holds_the_quote"),
+        pytest.param(['{"verdict": "', "SAFE", '"}'], [("SAFE", 0.9), ("Sure", 0.1)], 0.0, id="only_negative_seen"),
+        pytest.param(['{"verdict": "', "SAFE", '"}'], [("hmm", 1.0)], None, id="no_choice_among_alternatives"),
+        pytest.param(['{"reason": ', '"x"', '}'], [('"x"', 1.0)], None, id="no_verdict_field"),
+    ],
+)
+def test_p_positive_from_logprobs_table(jailbreak, tokens, alternatives, expected):
+    prompt = render_prompt("basic", jailbreak, EXAMPLES[0])
+    content = "".join(tokens)
+    entries = [{"token": t, "logprob": 0.0, "top_logprobs": []} for t in tokens]
+    entries[1]["top_logprobs"] = [{"token": t, "logprob": math.log(p)} for t, p in alternatives]
+    got = p_positive_from_logprobs(content, entries, prompt)
+    assert got == (pytest.approx(expected) if expected is not None else None), content
+
+
+def test_score_logprobs(jailbreak):
+    prompt = render_prompt("score", jailbreak, EXAMPLES[0])
+    tokens = ['{"score": ', "4", "}"]
+    entries = [{"token": t, "logprob": 0.0, "top_logprobs": []} for t in tokens]
+    entries[1]["top_logprobs"] = [{"token": d, "logprob": math.log(p)} for d, p in [("4", 0.5), ("2", 0.3), ("3", 0.2)]]
+    assert p_positive_from_logprobs("".join(tokens), entries, prompt) == pytest.approx(0.7)
