@@ -481,13 +481,17 @@ def compute_metric_rows(
             [r["human_label"] for r in items],
             [r["label"] for r in items],
             [r["status"] for r in items],
-            [r.get("p_positive") for r in items],
+            [None if r.get("kind") == "second_level" else r.get("p_positive") for r in items],
             [f"{r['category']}:{r.get('group') or r['example_id']}" for r in items],
             n_boot=n_boot,
             seed=seed,
             confidence=confidence,
         )
         reasons = metrics.pop("reasons")
+        if items[0].get("kind") == "second_level":
+            reasons["auroc"] = reasons["auprc"] = (
+                "a review gives no probability of its own (flipped verdicts have none)"
+            )
         mean, std, why = _repeat_f1(items)
         metrics["f1_repeat_mean"], metrics["f1_repeat_std"] = mean, std
         if why:

@@ -48,11 +48,12 @@ _REFUSAL = re.compile(
     r"\b(?:I\s*(?:'|’)?m\s+(?:sorry|afraid|unable|not able|not comfortable|not going to)"
     r"|I\s+am\s+(?:sorry|afraid|unable|not able|not comfortable|not going to)"
     r"|I\s+(?:can(?:'|’)?t|cannot|can\s+not|won(?:'|’)?t|will\s+not|must\s+decline|have\s+to\s+decline"
-    r"|(?:do\s+not|don(?:'|’)?t)\s+(?:feel\s+comfortable|think\s+I\s+(?:can|should))|refuse|apologi[sz]e)"
+    r"|(?:do\s+not|don(?:'|’)?t)\s+(?:feel\s+comfortable|think\s+(?:I\s+(?:can|should)|it(?:'|’)?s\s+appropriate))"
+    r"|refuse|apologi[sz]e)|I\s*(?:(?:'|’)d|\s+would)\s+(?:rather|prefer)\s+not"
     r"|as\s+an\s+AI\b|(?:my|our)\s+(?:guidelines|policies|programming)"
     r"|(?:not|never)\s+(?:appropriate|ethical|something\s+I\s+can)"
     r"|against\s+(?:my|the)\s+(?:guidelines|policy|policies|principles)"
-    r"|I(?:'|’)?d\s+rather\s+not|unable\s+to\s+(?:help|assist|provide|comply))",
+    r"|unable\s+to\s+(?:help|assist|provide|comply))",
     re.IGNORECASE,
 )
 

@@ -29,9 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from evaluation.metrics import ALL, compute_metric_rows, compute_second_level_rows
+from evaluation.plots import plot_categories, plot_heatmap, plot_reliability
 from evaluation.store import read_results
 
 
@@ -42,7 +41,6 @@ logger = logging.getLogger(__name__)
 FLOOR = "reference"
 _KIND_ORDER = {"tuned": 0, "second_level": 1, "prompted": 2, "guard": 3, "reference": 4}
 _CSV_SKIP = {"reasons"}
-_MAX_BAR_JUDGES = 8
 
 
 @dataclass
@@ -418,128 +416,6 @@ def build_tables(
 
 
 # ----------------------------------------------------------------------------------------------
-# Plots
-# ----------------------------------------------------------------------------------------------
-
-
-def _plot_heatmap(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    prompted = [r for r in rows if r["category"] == ALL and r.get("kind") == "prompted"]
-    if not prompted:
-        return None
-    models = list(dict.fromkeys(r["model"] for r in prompted))
-    prompts = list(dict.fromkeys(r["prompt"] for r in prompted))
-    grid = np.full((len(models), len(prompts)), np.nan)
-    for r in prompted:
-        grid[models.index(r["model"]), prompts.index(r["prompt"])] = r["f1"]
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(prompts), 1.2 + 0.6 * len(models)))
-    image = ax.imshow(np.ma.masked_invalid(grid), vmin=0, vmax=1, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(prompts)), prompts)
-    ax.set_yticks(range(len(models)), [Path(m).name for m in models])
-    for i in range(len(models)):
-        for j in range(len(prompts)):
-            value = grid[i, j]
-            ax.text(j, i, "n/a" if np.isnan(value) else f"{value:.2f}", ha="center", va="center",
-                    color="white" if np.isnan(value) or value < 0.6 else "black")  # fmt: skip
-    fig.colorbar(image, ax=ax, label="F1 (unlabelled = wrong)")
-    ax.set_title("F1 by model × prompt")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def _bar_judges(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Judges for the per-category bars: tuned, second level, guards, floors, and the best prompted ones."""
-    overall = _overall(rows)
-    fixed = [r["judge"] for r in overall if r.get("kind") != "prompted"]
-    prompted = sorted(
-        (r for r in overall if r.get("kind") == "prompted"), key=lambda r: -(r["f1"] if not _nan(r["f1"]) else -1)
-    )
-    room = max(_MAX_BAR_JUDGES - len(fixed), 2)
-    return fixed[:_MAX_BAR_JUDGES] + [r["judge"] for r in prompted[:room]]
-
-
-def _plot_categories(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    categories = sorted({r["category"] for r in rows} - {ALL})
-    judges = _bar_judges(rows)
-    if not categories or not judges:
-        return None
-    cells = {(r["judge"], r["category"]): r for r in rows}
-    width = 0.8 / len(judges)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(categories)), 4.2))
-    x = np.arange(len(categories))
-    for k, judge in enumerate(judges):
-        values, low, high = [], [], []
-        for category in categories:
-            r = cells.get((judge, category), {})
-            f1 = r.get("f1", np.nan)
-            f1 = np.nan if _nan(f1) else f1
-            values.append(f1)
-            lo, hi = r.get("f1_ci_low"), r.get("f1_ci_high")
-            low.append(0 if _nan(lo) or np.isnan(f1) else f1 - lo)
-            high.append(0 if _nan(hi) or np.isnan(f1) else hi - f1)
-        hatch = "//" if cells.get((judge, ALL), {}).get("kind") == FLOOR else None
-        ax.bar(x + k * width - 0.4 + width / 2, np.nan_to_num(values), width, yerr=[low, high], capsize=2,
-               label=judge + (" (floor)" if hatch else ""), hatch=hatch)  # fmt: skip
-    ax.set_xticks(x, categories, rotation=20, ha="right")
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("F1 (95% CI)")
-    ax.set_title("F1 by category")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def _plot_reliability(records: Sequence[dict[str, Any]], path: Path, bins: int = 10) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    by_judge: dict[str, list[tuple[float, int]]] = {}
-    for r in records:
-        p = r.get("p_positive")
-        if p is not None and not (isinstance(p, float) and math.isnan(p)) and r.get("repeat") == 0:
-            by_judge.setdefault(r["judge"], []).append((float(p), int(r["human_label"])))
-    if not by_judge:
-        return None
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    ax.plot([0, 1], [0, 1], "k:", label="perfectly calibrated")
-    edges = np.linspace(0, 1, bins + 1)
-    for judge, pairs in sorted(by_judge.items()):
-        probs, labels = np.array([p for p, _ in pairs]), np.array([y for _, y in pairs])
-        index = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
-        xs, ys, ece = [], [], 0.0
-        for b in range(bins):
-            mask = index == b
-            if mask.any():
-                xs.append(probs[mask].mean())
-                ys.append(labels[mask].mean())
-                ece += mask.mean() * abs(probs[mask].mean() - labels[mask].mean())
-        ax.plot(xs, ys, "o-", label=f"{judge} (ECE {ece:.3f})")
-    ax.set_xlabel("P(positive) (bin mean)")
-    ax.set_ylabel("share of human positives")
-    ax.set_title("Reliability (repeat 0)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-# ----------------------------------------------------------------------------------------------
 # Writing
 # ----------------------------------------------------------------------------------------------
 
@@ -578,6 +454,18 @@ def _summary_lines(run_info: dict[str, Any], records: Sequence[dict[str, Any]]) 
     ]
     if counts:
         lines.append("Examples per category: " + ", ".join(f"{c} {n}" for c, n in counts.items()) + ".")
+    if counts and run_info.get("repeats"):
+        expected = sum(counts.values()) * int(run_info["repeats"])
+        per_judge: dict[str, int] = {}
+        for r in records:
+            per_judge[r["judge"]] = per_judge.get(r["judge"], 0) + 1
+        short = {j: n for j, n in sorted(per_judge.items()) if n < expected}
+        if short:
+            lines.append(
+                "Incomplete judges (resume with the same `judgeforge eval` command): "
+                + ", ".join(f"{j} {n} of {expected}" for j, n in short.items())
+                + "."
+            )
     finished = run_info.get("finished")
     if finished:
         lines.append(
@@ -606,9 +494,9 @@ def write_report(run_dir: str | Path, *, wandb_project: str | None = None) -> li
     if sl_rows:
         written.append(_write_csv(sl_rows, folder / "second_level.csv"))
     plots = {
-        "F1 by model × prompt": _plot_heatmap(rows, folder / "f1_heatmap.png"),
-        "F1 by category": _plot_categories(rows, folder / "f1_by_category.png"),
-        "Reliability diagram": _plot_reliability(records, folder / "reliability.png"),
+        "F1 by model × prompt": plot_heatmap(rows, folder / "f1_heatmap.png"),
+        "F1 by category": plot_categories(rows, folder / "f1_by_category.png"),
+        "Reliability diagram": plot_reliability(records, folder / "reliability.png"),
     }
     plot_notes = {
         "F1 by model × prompt": "no prompted judges in this run",

@@ -568,16 +568,27 @@ def check_recipe(recipe: RunRecipe, data_categories: list[str] | None = None) ->
     problems.raise_if_any()
 
 
+def _data_categories(recipe: RunRecipe) -> list[str]:
+    """The categories a recipe's data holds, read from its data recipe or data card (no examples loaded)."""
+    from recipes.builders import DataCard, load_data_recipe
+
+    if recipe.data.recipe:
+        return [c.name for c in load_data_recipe(resolve_path(recipe.data.recipe, recipe.path)).categories]
+    if recipe.data.dir:
+        return sorted(DataCard.read(resolve_path(recipe.data.dir, recipe.path)).counts)
+    return []
+
+
 def plan(recipe: RunRecipe, categories: list[str] | None = None) -> list[Job]:
     """Every job of the run (judge x category x repeat), checking the recipe first.
 
     Args:
         recipe: the run recipe.
-        categories: the categories to plan for (default: the recipe's; ``["*"]`` when the recipe
-            leaves them to the data and the data is not loaded).
+        categories: the categories to plan for (default: the recipe's, else those its data recipe or
+            data card names; ``["*"]`` for data files, whose categories are known only once read).
     """
     check_recipe(recipe)
-    cats = categories or recipe.categories or ["*"]
+    cats = categories or recipe.categories or _data_categories(recipe) or ["*"]
     return [
         Job(e.name, e.kind, e.spec.model, e.spec.prompt, e.spec.backend, category, repeat)
         for e in expand_judges(recipe)

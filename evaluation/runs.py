@@ -11,9 +11,9 @@
    the data). A folder holding results of a different judge under the same name is refused.
 4. Judge: reference judges, prompted judges, tuned judges, guards, then the second-level reviews
    (which read the first-level verdicts from the store). Keys already stored are skipped, so a
-   rerun after a kill finishes the rest. Each batch is one judge call and one fsynced store write.
-   A batch that raises is retried item by item, and an item that still raises is stored as
-   ``error`` with its message; the run goes on.
+   rerun after a kill finishes the rest, and items stored as backend errors are judged again.
+   Each batch is one judge call and one fsynced store write. A batch that raises is retried item
+   by item, and an item that still raises is stored as ``error`` with its message; the run goes on.
 5. Print one summary line: judged, invalid, refusal, error, skipped, resumed.
 
 Repeats: repeat ``r`` runs with seed ``seed + r``. A deterministic judge (reference judges, and
@@ -65,11 +65,13 @@ __all__ = [
     "RunRecipeError",
     "RunSummary",
     "load_run_data",
+    "check_recipe",
     "load_run_recipe",
     "plan",
     "reviewer_name",
     "run_eval",
     "run_eval_file",
+    "scale_down",
 ]
 
 logger = logging.getLogger(__name__)
@@ -268,13 +270,15 @@ class _Runner:
             self._exemplars[category] = chosen or None
         return self._exemplars[category]
 
+    def done(self, key: tuple[str, str, str, int]) -> bool:
+        """Stored, and not a backend error (errors are judged again by a rerun)."""
+        return key in self.store and not self.store.is_error(key)
+
     def missing(self, entry: JudgeEntry, category: str, repeat: int) -> list[dict]:
-        return [
-            e for e in self.data.examples[category] if (entry.name, category, str(e["id"]), repeat) not in self.store
-        ]
+        return [e for e in self.data.examples[category] if not self.done((entry.name, category, str(e["id"]), repeat))]
 
     def write(self, records: list[dict[str, Any]]) -> None:
-        written = [r for r in records if record_key(r) not in self.store]
+        written = [r for r in records if not self.done(record_key(r))]
         self.store.append(written)
         self.summary.count(written)
         self.bar.update(len(written))
@@ -517,7 +521,7 @@ def _already_done(
         for e in examples
         for repeat in range(recipe.repeats)
     }
-    return sum(1 for r in store.records() if record_key(r) in wanted)
+    return sum(1 for r in store.records() if record_key(r) in wanted and r["status"] != "error")
 
 
 def run_eval_file(

@@ -6,6 +6,10 @@ each batch is flushed and fsynced before the next one starts, so a crash loses a
 flight. A process killed mid-write can leave a torn last line; :meth:`ResultStore.open` detects it,
 counts it, and cuts it off before anything new is appended. Keys already present are never written
 again, so rerunning a run after a kill finishes the rest without duplicates.
+
+One exception keeps backend outages from being final: a record whose status is ``error`` may be
+superseded by a later line with the same key (a rerun judges failed items again). Readers then see
+the later record; the error line stays in the file as history and is counted as ``superseded``.
 """
 
 from __future__ import annotations
@@ -45,27 +49,28 @@ class StoreStats:
     records: int = 0
     torn: int = 0
     duplicates: int = 0
+    superseded: int = 0
     appended: int = 0
     skipped_existing: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
 
 
-def _scan(path: Path) -> tuple[list[dict[str, Any]], int, bool, int]:
-    """Parse the file: records, the byte length of the good prefix, whether the tail is torn, duplicates.
+def _scan(path: Path) -> tuple[list[dict[str, Any]], int, bool, int, int]:
+    """Parse the file: records, good-prefix length, torn tail?, duplicate and superseded line counts.
 
     A line that ends in a newline was written whole (``json.dumps`` never writes a newline inside a
     record), so only the text after the last newline can be a write cut short. A bad complete line
     is corruption and raises, since skipping it would drop a result silently. A good record that
-    merely lacks its newline is kept (the good prefix then ends before it, so it is rewritten).
+    merely lacks its newline is kept. A later line replaces an earlier ``error`` record of the same
+    key; any other repeated key is a duplicate and the first line wins.
     """
     data = path.read_bytes()
     *complete, tail = data.split(b"\n")
     records: list[dict[str, Any]] = []
-    seen: set[Key] = set()
-    duplicates = 0
+    position: dict[Key, int] = {}
+    counts = {"duplicates": 0, "superseded": 0}
 
     def add(line: bytes, number: int, strict: bool) -> bool:
-        nonlocal duplicates
         try:
             record = json.loads(line)
             key = record_key(record)
@@ -74,11 +79,14 @@ def _scan(path: Path) -> tuple[list[dict[str, Any]], int, bool, int]:
                 return False
             expected = "a JSON object with " + ", ".join(_KEY_FIELDS)
             raise DataError(str(path), number, "<line>", expected, str(error)) from error
-        if key in seen:
-            duplicates += 1
-        else:
-            seen.add(key)
+        if key not in position:
+            position[key] = len(records)
             records.append(record)
+        elif records[position[key]].get("status") == "error":
+            records[position[key]] = record
+            counts["superseded"] += 1
+        else:
+            counts["duplicates"] += 1
         return True
 
     for number, line in enumerate(complete, start=1):
@@ -86,7 +94,7 @@ def _scan(path: Path) -> tuple[list[dict[str, Any]], int, bool, int]:
             add(line, number, strict=True)
     good_end = len(data) - len(tail)
     torn = bool(tail.strip()) and not add(tail, len(complete) + 1, strict=False)
-    return records, good_end, torn, duplicates
+    return records, good_end, torn, counts["duplicates"], counts["superseded"]
 
 
 class ResultStore:
@@ -100,7 +108,7 @@ class ResultStore:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / RESULTS_FILE
         self.stats = StoreStats()
-        self._keys: set[Key] = set()
+        self._index: dict[Key, int] = {}
         self._records: list[dict[str, Any]] = []
         self._lock_handle: Any = None
 
@@ -112,7 +120,7 @@ class ResultStore:
         if lock:
             store._acquire_lock()
         if store.path.is_file():
-            records, good_end, torn, duplicates = _scan(store.path)
+            records, good_end, torn, duplicates, superseded = _scan(store.path)
             if torn:
                 with open(store.path, "r+b") as handle:
                     handle.truncate(good_end)
@@ -125,8 +133,10 @@ class ResultStore:
             if duplicates:
                 logger.warning("%s holds %d duplicate lines; the first of each is used", store.path, duplicates)
             store._records = records
-            store._keys = {record_key(r) for r in records}
-            store.stats = StoreStats(records=len(records), torn=int(torn), duplicates=duplicates)
+            store._index = {record_key(r): i for i, r in enumerate(records)}
+            store.stats = StoreStats(
+                records=len(records), torn=int(torn), duplicates=duplicates, superseded=superseded
+            )
         store.stats.by_status = _count_status(store._records)
         return store
 
@@ -153,28 +163,32 @@ class ResultStore:
         self.close()
 
     def __contains__(self, key: Key) -> bool:
-        return key in self._keys
+        return key in self._index
 
     def __len__(self) -> int:
         return len(self._records)
 
+    def is_error(self, key: Key) -> bool:
+        """Whether the stored record of ``key`` is a backend error (which a later record may replace)."""
+        index = self._index.get(key)
+        return index is not None and self._records[index].get("status") == "error"
+
     def records(self) -> list[dict[str, Any]]:
-        """Every stored record, in write order."""
+        """Every current record (a superseded error is replaced by its successor), in first-write order."""
         return list(self._records)
 
     def append(self, records: Iterable[dict[str, Any]]) -> int:
-        """Append the records whose key is new; flush and fsync once for the whole batch.
+        """Append the records whose key is new or holds an error; flush and fsync once for the batch.
 
         Returns:
-            How many records were written (keys already present are skipped and counted).
+            How many records were written (other keys already present are skipped and counted).
         """
         fresh = []
         for record in records:
             key = record_key(record)
-            if key in self._keys:
+            if key in self._index and not self.is_error(key):
                 self.stats.skipped_existing += 1
                 continue
-            self._keys.add(key)
             fresh.append(record)
         if not fresh:
             return 0
@@ -183,10 +197,16 @@ class ResultStore:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
-        self._records.extend(fresh)
-        self.stats.appended += len(fresh)
         for record in fresh:
-            self.stats.by_status[record["status"]] = self.stats.by_status.get(record["status"], 0) + 1
+            key = record_key(record)
+            if key in self._index:
+                self._records[self._index[key]] = record
+                self.stats.superseded += 1
+            else:
+                self._index[key] = len(self._records)
+                self._records.append(record)
+        self.stats.appended += len(fresh)
+        self.stats.by_status = _count_status(self._records)
         return len(fresh)
 
 
@@ -202,7 +222,7 @@ def read_results(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / RESULTS_FILE
     if not path.is_file():
         raise DataError(str(path), None, RESULTS_FILE, "a results store written by `judgeforge eval`", "missing file")
-    records, _, torn, duplicates = _scan(path)
+    records, _, torn, duplicates, _ = _scan(path)
     if torn or duplicates:
         logger.warning("%s: ignored %d torn and %d duplicate lines", path, int(torn), duplicates)
     return records

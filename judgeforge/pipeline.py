@@ -8,6 +8,7 @@ A job recipe (``recipes/jobs/*.yaml``) names one recipe per stage::
       - name: smollm2-135m-lora
         config: recipes/training/quickstart_cpu.yaml
         cpu_config: null                        # used instead of `config` on a machine without CUDA
+        accelerate_config: null                 # with CUDA: `accelerate launch --config_file` this
         args: {}                                # TRL/judgeforge flags on top of the config
     eval: recipes/runs/quickstart.yaml          # run recipe; data and tuned judges are filled in
 
@@ -51,6 +52,10 @@ class TrainStage:
     name: str = field(metadata={"help": "folder name under <out>/judges/"})
     config: str = field(metadata={"help": "training config YAML (judgeforge train)"})
     cpu_config: str | None = field(default=None, metadata={"help": "config used on a machine without CUDA"})
+    accelerate_config: str | None = field(
+        default=None,
+        metadata={"help": "accelerate config (e.g. ZeRO-3) to launch with when CUDA is present"},
+    )
     args: dict[str, Any] = field(default_factory=dict, metadata={"help": "flags on top of the config"})
 
 
@@ -116,6 +121,7 @@ def load_job_recipe(path: str | Path) -> JobRecipe:
                 s,
                 config=str(_resolve(s.config, base)),
                 cpu_config=str(_resolve(s.cpu_config, base)) if s.cpu_config else None,
+                accelerate_config=str(_resolve(s.accelerate_config, base)) if s.accelerate_config else None,
             )
             for s in stages
         ],
@@ -126,7 +132,7 @@ def load_job_recipe(path: str | Path) -> JobRecipe:
         if not Path(value).is_file():
             raise DataError(where, None, key, "an existing recipe file", value)
     for i, stage in enumerate(recipe.train):
-        for key in ("config", "cpu_config"):
+        for key in ("config", "cpu_config", "accelerate_config"):
             value = getattr(stage, key)
             if value and not Path(value).is_file():
                 raise DataError(where, None, f"train[{i}].{key}", "an existing training config", value)
@@ -174,12 +180,14 @@ def _banner(step: int, total: int, text: str) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _train_config(stage: TrainStage) -> str:
+def _cuda() -> bool:
     import torch
 
-    if stage.cpu_config and not torch.cuda.is_available():
-        return stage.cpu_config
-    return stage.config
+    return torch.cuda.is_available()
+
+
+def _train_config(stage: TrainStage) -> str:
+    return stage.cpu_config if stage.cpu_config and not _cuda() else stage.config
 
 
 def _train_argv(
@@ -195,10 +203,13 @@ def _train_argv(
     return argv
 
 
-def _run_training(argv: list[str]) -> None:
+def _run_training(stage: TrainStage, argv: list[str]) -> None:
     # A child process: training's memory is returned before evaluation starts, and a crash in the
     # trainer leaves the checkpoints it wrote for the next attempt to resume from.
     command = [sys.executable, "-m", "judgeforge.cli", "train", *argv]
+    if stage.accelerate_config and _cuda():
+        launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", stage.accelerate_config]
+        command = [*launcher, "-m", "judgeforge.cli", "train", *argv]
     logger.info("training: %s", " ".join(command))
     result = subprocess.run(command, check=False)
     if result.returncode != 0:
@@ -334,7 +345,7 @@ def run_pipeline(
         if stages.finished(f"train:{stage.name}", key) and (judge_dir / "judge.json").is_file():
             print(f"reusing {judge_dir}")
         else:
-            _run_training(argv)
+            _run_training(stage, argv)
             stages.mark(f"train:{stage.name}", key)
         tuned_dirs.append(str(judge_dir))
 

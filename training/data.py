@@ -69,7 +69,8 @@ def _load_splits(folder: Path) -> datasets.DatasetDict:
         expected = "an SFT data set at <data_dir>/sft (run `judgeforge data build`)"
         raise DataError(str(folder), None, "sft", expected, sorted(p.name for p in folder.iterdir()))
     try:
-        data = datasets.load_from_disk(str(sft))
+        # In memory: the preprocessing maps that follow must not write cache files into the data folder.
+        data = datasets.load_from_disk(str(sft), keep_in_memory=True)
     except (FileNotFoundError, ValueError) as error:
         raise DataError(str(sft), None, "sft", "a DatasetDict saved with save_to_disk", str(error)) from error
     if not isinstance(data, datasets.DatasetDict):

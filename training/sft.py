@@ -28,6 +28,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,42 @@ __all__ = ["main", "make_parser"]
 logger = logging.getLogger(__name__)
 
 
-def _lora_config(model_args: Any, judge_args: Any, model_config: Any) -> Any:
+def _top_layer_targets(model_config: Any, targets: Any, lora_layers: int, trust_remote_code: bool) -> list[str]:
+    """Full names of the modules LoRA should adapt in the top ``lora_layers`` layers.
+
+    PEFT refuses ``layers_to_transform`` with ``all-linear``, so the names are listed instead. They
+    come from a weightless (meta-device) copy of the model, so any architecture works and no
+    weights are read twice.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from training.checks import ConfigError
+
+    total = model_config.get_text_config().num_hidden_layers
+    if lora_layers > total:
+        raise ConfigError("<config>", "lora_layers", f"at most {total} (the model's layers)", lora_layers)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(model_config, trust_remote_code=trust_remote_code)
+    output = model.get_output_embeddings()
+    wanted = [targets] if isinstance(targets, str) else list(targets or [])
+    names = []
+    for name, module in model.named_modules():
+        index = next((int(part) for part in name.split(".") if part.isdigit()), None)
+        if index is None or index < total - lora_layers or module is output:
+            continue
+        if "all-linear" in wanted:
+            chosen = isinstance(module, torch.nn.Linear)
+        else:
+            chosen = any(name == t or name.endswith("." + t) for t in wanted)
+        if chosen:
+            names.append(name)
+    if not names:
+        raise ConfigError("<config>", "lora_target_modules", f"modules found in the top {lora_layers} layers", targets)
+    return names
+
+
+def _lora_config(model_args: Any, judge_args: Any, model_config: Any, trust_remote_code: bool) -> Any:
     """TRL's LoRA config from the model arguments, restricted to the top ``lora_layers`` layers."""
     from trl import get_peft_config
 
@@ -49,10 +85,8 @@ def _lora_config(model_args: Any, judge_args: Any, model_config: Any) -> Any:
         return None
     config = get_peft_config(model_args)
     if judge_args.lora_layers:
-        total = model_config.get_text_config().num_hidden_layers
-        if judge_args.lora_layers > total:
-            raise ConfigError("<config>", "lora_layers", f"at most {total} (the model's layers)", judge_args.lora_layers)
-        config.layers_to_transform = list(range(total - judge_args.lora_layers, total))
+        names = _top_layer_targets(model_config, model_args.lora_target_modules, judge_args.lora_layers, trust_remote_code)
+        config = dataclasses.replace(config, target_modules=names)
     return config
 
 
@@ -61,7 +95,7 @@ def _start_wandb(judge_args: Any, training_args: Any, model_args: Any, data: Any
     import wandb
 
     id_file = output_dir / "wandb_run_id"
-    run_id = id_file.read_text(encoding="utf-8").strip() if id_file.is_file() else wandb.util.generate_id()
+    run_id = id_file.read_text(encoding="utf-8").strip() if id_file.is_file() else uuid.uuid4().hex[:8]
     id_file.write_text(run_id + "\n", encoding="utf-8")
     config = {
         "judgeforge": {
@@ -153,7 +187,7 @@ def main(judge_args: Any, training_args: Any, model_args: Any) -> Path:
         revision=model_args.model_revision,
         trust_remote_code=training_args.trust_remote_code,
     )
-    peft_config = _lora_config(model_args, judge_args, model_config)
+    peft_config = _lora_config(model_args, judge_args, model_config, training_args.trust_remote_code)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(
@@ -273,9 +307,12 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None, prog: str 
     from training.configs import JudgeArguments, JudgeModelConfig, JudgeSFTConfig
 
     dataclass_types = (JudgeArguments, JudgeSFTConfig, JudgeModelConfig)
+    # No abbreviations: a misspelt flag must fail, not silently set the field it is a prefix of.
     if subparsers is not None:
-        return subparsers.add_parser("train", help="Fine-tune a judge", dataclass_types=dataclass_types)
-    return TrlParser(dataclass_types, prog=prog)
+        return subparsers.add_parser(
+            "train", help="Fine-tune a judge", dataclass_types=dataclass_types, allow_abbrev=False
+        )
+    return TrlParser(dataclass_types, prog=prog, allow_abbrev=False)
 
 
 if __name__ == "__main__":

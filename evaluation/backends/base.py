@@ -21,7 +21,7 @@ from recipes.prompts import FieldBudget, JudgeTemplate, RenderedPrompt, load_tem
 from recipes.verdict import parse_score, parse_verdict, render_target
 
 
-__all__ = ["Completion", "PromptJudge", "read_choice_probs", "read_completion"]
+__all__ = ["Completion", "PromptJudge", "budget_from_options", "read_choice_probs", "read_completion"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class PromptJudge:
         chosen = template if template is not None else spec.prompt
         self.template = chosen if isinstance(chosen, JudgeTemplate) else load_template(chosen)
         self.verdict_words = verdict_words or {}
-        self.budget = budget or _budget_from_options(spec.options)
+        self.budget = budget or budget_from_options(spec.options)
         self.threshold = threshold
         self.seed = int(spec.options.get("seed", 0))
 
@@ -190,7 +190,8 @@ class PromptJudge:
         return results
 
 
-def _budget_from_options(options: dict[str, Any]) -> FieldBudget:
+def budget_from_options(options: dict[str, Any]) -> FieldBudget:
+    """The per-field budget a spec asks for (``options.budget``), checked; the default otherwise."""
     budget = options.get("budget")
     if budget is None:
         return FieldBudget()

@@ -15,13 +15,14 @@ from __future__ import annotations
 import logging
 import math
 
+from evaluation.backends.base import budget_from_options
 from evaluation.backends.hf import load_causal_lm, stop_token_ids
 from evaluation.backends.hf_engine import CausalEngine
 from evaluation.guards import llama_guard, shieldgemma
 from evaluation.judges import JudgeResult, JudgeSpec
 from recipes.categories import Category
 from recipes.choices import choice_token_ids
-from recipes.prompts import FieldBudget, truncate_middle
+from recipes.prompts import truncate_middle
 from recipes.schema import prompt_text
 
 
@@ -63,8 +64,7 @@ class GuardJudge:
         if self.strict and self.read == "logits":
             raise ValueError("<judge spec>: field 'options.codes': 'strict' needs the codes, so set read: generate")
         self.variant = llama_guard.llama_guard_variant(spec.model)
-        budget = options.get("budget") or {}
-        self.budget = FieldBudget(**budget) if isinstance(budget, dict) else budget
+        self.budget = budget_from_options(options)
         loaded = load_causal_lm(spec.model, str(options.get("dtype", "float32")), str(options.get("device", "auto")))
         self.tokenizer = loaded.tokenizer
         self.engine = CausalEngine(

@@ -41,7 +41,8 @@ def test_judge_command_writes_one_line_per_row_and_resumes(tiny_model_dir, tmp_p
 
     # Rerun in process: everything is already there.
     assert main(args) == 0
-    assert "judged 0" in capsys.readouterr().out and "resumed 5" in capsys.readouterr().out + "resumed 5"
+    printed = capsys.readouterr().out
+    assert "judged 0" in printed and "resumed 5" in printed
     assert len(out.read_text(encoding="utf-8").splitlines()) == 5
 
 
@@ -49,4 +50,16 @@ def test_judge_command_refuses_a_missing_column(tiny_model_dir, tmp_path):
     source = tmp_path / "chats.jsonl"
     source.write_text(json.dumps({"id": "1", "prompt": "q", "reply": "a"}) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match="field 'response'.*columns"):
-        main(["judge", "--judge", tiny_model_dir, "--category", "jailbreak", "--input", str(source), "--out", str(tmp_path / "o")])
+        main(
+            [
+                "judge",
+                "--judge",
+                tiny_model_dir,
+                "--category",
+                "jailbreak",
+                "--input",
+                str(source),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )

@@ -75,7 +75,9 @@ def test_prefix_that_merges_across_the_boundary_still_matches(tiny):
     engine = CausalEngine(model, tokenizer, batch_size=2)
     out = engine.next_token_logprobs(texts, [5, 6, 7], prefixes=[prefix, prefix])
     for text, o in zip(texts, out):
-        assert torch.allclose(torch.tensor(o.logprobs), _plain_next_logprobs(model, tokenizer, text)[[5, 6, 7]], atol=1e-4)
+        assert torch.allclose(
+            torch.tensor(o.logprobs), _plain_next_logprobs(model, tokenizer, text)[[5, 6, 7]], atol=1e-4
+        )
 
 
 def test_generation_with_prefix_cache_equals_plain_greedy(tiny):
@@ -208,7 +210,9 @@ def test_tuned_lora_judge_reads_its_card(tiny_model_dir, tmp_path, jailbreak):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(folder)).merge_and_unload()
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(folder)
+    ).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     words = load_category("jailbreak")
     import dataclasses
@@ -253,3 +257,19 @@ def test_too_long_input_is_an_error_not_a_crash(tiny_model_dir, jailbreak):
     results = judge.judge([long, short], jailbreak)
     assert results[0].status == "error" and "positions" in results[0].error
     assert results[1].status == "ok" and not math.isnan(results[1].p_positive)
+
+
+@pytest.mark.slow
+def test_logit_read_agrees_with_greedy_generation_on_smollm2(smollm2_dir):
+    """On the real model, the logit verdict is the verdict greedy decoding writes, where it writes one."""
+    category = load_category("malware")
+    examples = [
+        {"id": f"x{i}", "prompt": e.prompt, "response": e.response, "label": e.label}
+        for i, e in enumerate(category.exemplars)
+    ]
+    read = build_judge(JudgeSpec("smollm2-135m", prompt="basic", batch_size=4)).judge(examples, category)
+    spec = JudgeSpec("smollm2-135m", prompt="basic", batch_size=4, max_new_tokens=12, options={"read": "generate"})
+    generated = build_judge(spec).judge(examples, category)
+    valid = [(a, b) for a, b in zip(read, generated) if b.status == "ok"]
+    assert valid, [g.raw for g in generated]
+    assert all(a.label == b.label for a, b in valid), [(a.p_positive, b.raw) for a, b in valid]

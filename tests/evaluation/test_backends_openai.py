@@ -140,9 +140,9 @@ def test_no_key_in_the_environment_sends_no_header(serve, jailbreak):
 
 def test_429_is_retried_after_the_servers_delay(serve, jailbreak):
     server = serve(
-        lambda n, body, headers: (429, {"error": "slow down"}, {"Retry-After": "0.3"}, 0)
-        if n == 0
-        else (200, _completion(SAFE), {}, 0)
+        lambda n, body, headers: (
+            (429, {"error": "slow down"}, {"Retry-After": "0.3"}, 0) if n == 0 else (200, _completion(SAFE), {}, 0)
+        )
     )
     start = time.monotonic()
     result = _judge(server).judge(EXAMPLES[:1], jailbreak)[0]
@@ -152,7 +152,9 @@ def test_429_is_retried_after_the_servers_delay(serve, jailbreak):
 
 
 def test_500_is_retried_and_a_persistent_500_becomes_an_error(serve, jailbreak):
-    flaky = serve(lambda n, body, headers: (500, {"error": "boom"}, {}, 0) if n < 2 else (200, _completion(SAFE), {}, 0))
+    flaky = serve(
+        lambda n, body, headers: (500, {"error": "boom"}, {}, 0) if n < 2 else (200, _completion(SAFE), {}, 0)
+    )
     assert _judge(flaky).judge(EXAMPLES[:1], jailbreak)[0].status == "ok"
     assert len(flaky.requests) == 3
     broken = serve(lambda n, body, headers: (503, {"error": "down"}, {}, 0))
@@ -226,7 +228,7 @@ def test_logprobs_give_p_positive(serve, jailbreak):
         pytest.param(['{"verdict":', ' "S', 'AFE"}'], [(' "S', 0.5), (' "J', 0.5)], 0.5, id="token_holds_the_quote"),
         pytest.param(['{"verdict": "', "SAFE", '"}'], [("SAFE", 0.9), ("Sure", 0.1)], 0.0, id="only_negative_seen"),
         pytest.param(['{"verdict": "', "SAFE", '"}'], [("hmm", 1.0)], None, id="no_choice_among_alternatives"),
-        pytest.param(['{"reason": ', '"x"', '}'], [('"x"', 1.0)], None, id="no_verdict_field"),
+        pytest.param(['{"reason": ', '"x"', "}"], [('"x"', 1.0)], None, id="no_verdict_field"),
     ],
 )
 def test_p_positive_from_logprobs_table(jailbreak, tokens, alternatives, expected):
@@ -242,5 +244,7 @@ def test_score_logprobs(jailbreak):
     prompt = render_prompt("score", jailbreak, EXAMPLES[0])
     tokens = ['{"score": ', "4", "}"]
     entries = [{"token": t, "logprob": 0.0, "top_logprobs": []} for t in tokens]
-    entries[1]["top_logprobs"] = [{"token": d, "logprob": math.log(p)} for d, p in [("4", 0.5), ("2", 0.3), ("3", 0.2)]]
+    entries[1]["top_logprobs"] = [
+        {"token": d, "logprob": math.log(p)} for d, p in [("4", 0.5), ("2", 0.3), ("3", 0.2)]
+    ]
     assert p_positive_from_logprobs("".join(tokens), entries, prompt) == pytest.approx(0.7)

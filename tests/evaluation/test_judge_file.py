@@ -81,14 +81,18 @@ def test_jsonl_with_chat_prompts_and_no_id_column(tmp_path):
     assert [e["id"] for e in examples] == ["row-1", "row-2"] and not skipped
     assert examples[0]["prompt"] == [{"role": "user", "content": "hello"}]
     out = tmp_path / "v.jsonl"
-    summary = judge_file(judge=_fake(outputs=['{"verdict": "SAFE"}']), category="jailbreak", input_path=source, out_path=out)
+    summary = judge_file(
+        judge=_fake(outputs=['{"verdict": "SAFE"}']), category="jailbreak", input_path=source, out_path=out
+    )
     assert [line["id"] for line in _lines(out)] == ["row-1", "row-2"]
     assert summary.startswith("judged 2: ok 2")
 
 
 def test_resume_skips_done_ids_and_drops_a_torn_line(tmp_path):
     source = tmp_path / "chats.csv"
-    _write_csv(source, [{"id": f"c{i}", "prompt": "q", "response": "a"} for i in range(1, 7)], ["id", "prompt", "response"])
+    _write_csv(
+        source, [{"id": f"c{i}", "prompt": "q", "response": "a"} for i in range(1, 7)], ["id", "prompt", "response"]
+    )
     out = tmp_path / "v.jsonl"
     judge_file(judge=_fake(), category="jailbreak", input_path=source, out_path=out, batch_size=1)
     complete = out.read_text(encoding="utf-8").splitlines(keepends=True)

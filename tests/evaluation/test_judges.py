@@ -49,7 +49,9 @@ def test_fake_oracle_flip_and_script():
         JudgeSpec(
             "m",
             backend="fake",
-            options={"outputs": ['{"verdict": "JAILBROKEN"}', "I'm sorry, I can't judge this.", "nothing", {"error": "x"}]},
+            options={
+                "outputs": ['{"verdict": "JAILBROKEN"}', "I'm sorry, I can't judge this.", "nothing", {"error": "x"}]
+            },
         )
     )
     results = scripted.judge(EXAMPLES, category)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,11 @@ def test_report_is_logged_to_wandb_offline(run_dir):
     assert {"headline", "metrics", "agreement"} <= media
     plots = [p.name for p in (runs[-1] / "files" / "media" / "images" / "plots").iterdir()]
     assert any(name.startswith("f1_heatmap") for name in plots)
-    # The run's log (protobuf records) holds the F1 summary under a key per judge.
-    log = next(runs[-1].glob("run-*.wandb")).read_bytes()
+    # The run's log (protobuf records) holds the F1 summary under a key per judge; W&B's service
+    # process may still be flushing it when finish() returns, so give it a few seconds.
+    log_file = next(runs[-1].glob("run-*.wandb"))
+    deadline = time.monotonic() + 20
+    while b"f1/reference/tfidf" not in log_file.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    log = log_file.read_bytes()
     assert b"f1/alpha/basic" in log and b"f1/reference/tfidf" in log

@@ -202,6 +202,11 @@ def test_backend_error_on_one_item_is_recorded_and_the_run_goes_on(tmp_path, mon
     assert len(errors) == 4 and {r["example_id"] for r in errors} == {"test-jailbreak-3"}
     assert all("ConnectionError: backend down" in r["error"] for r in errors)
     assert summary.error == 4 and len(records) == 72
+    # The backend is back: a rerun judges the failed items again and nothing else.
+    monkeypatch.undo()
+    again = run_eval(parse_run_recipe(base_recipe(tmp_path)), tmp_path / "out")
+    assert (again.judged, again.resumed, again.error) == (4, 68, 0)
+    assert {r["status"] for r in read_results(tmp_path / "out")} == {"ok"}
 
 
 def test_few_shot_exemplars_come_from_the_train_split_only(tmp_path, monkeypatch):
@@ -285,3 +290,42 @@ def test_data_from_a_data_recipe_is_built_through_the_builders(tmp_path):
     run_info = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run_info["data"]["counts"] == {"jailbreak": 4, "over_refusal": 4}
     assert run_info["data"]["recipe_hash"]
+
+
+def test_quickstart_recipe_loads_and_plans_every_category():
+    recipe = load_run_recipe("recipes/runs/quickstart.yaml")
+    jobs = plan(recipe)
+    assert {j.category for j in jobs} == {
+        "jailbreak", "harmful_content", "malware", "brand_harm", "data_leakage", "prompt_injection",
+        "hallucination", "over_refusal",
+    }  # fmt: skip
+    judges = {j.judge for j in jobs}
+    assert {"reference/tfidf", "reference/refusal_phrases", "best+review:smollm2-135m"} <= judges
+    assert {f"smollm2-135m/{p}" for p in ("basic", "criteria", "cot", "few_shot", "score")} <= judges
+    assert {j.repeat for j in jobs} == set(range(5))
+
+
+@pytest.mark.slow
+def test_scaled_down_run_with_a_real_local_model(tmp_path, tiny_model_dir):
+    """The hf backend end to end: logit reads, generation (cot), second level, computed once per repeat."""
+    data = base_recipe(
+        tmp_path,
+        judges=[{"models": ["fake"], "prompts": ["basic", "cot"], "backend": "fake", "max_new_tokens": 8}],
+        second_level={"judge": "best", "reviewer": {"model": "fake", "backend": "fake"}},
+    )
+    recipe = parse_run_recipe(data)
+    summary = run_eval(recipe, tmp_path / "out", models=[tiny_model_dir], limit=2)
+    records = read_results(tmp_path / "out")
+    name = Path(tiny_model_dir).name
+    # reference + basic + cot + review, 2 categories x 2 examples, 2 repeats.
+    assert summary.judged == len(records) == 4 * 4 * 2 and summary.skipped == 0
+    basic = [r for r in records if r["judge"] == f"{name}/basic"]
+    assert all(r["status"] == "ok" and 0 <= r["p_positive"] <= 1 for r in basic)
+    by_repeat = {}
+    for r in basic:
+        by_repeat.setdefault(r["example_id"], set()).add((r["label"], r["p_positive"]))
+    assert all(len(v) == 1 for v in by_repeat.values())  # computed once, recorded per repeat
+    assert {r["judge"] for r in records if r["kind"] == "second_level"} <= {
+        f"{name}/basic+review:{name}",
+        f"{name}/cot+review:{name}",
+    }

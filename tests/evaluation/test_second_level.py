@@ -85,7 +85,9 @@ def test_precomputed_first_results_are_not_judged_again(judges):
 def test_a_logit_reading_reviewer_flips_on_p_not_correct():
     first = build_judge(JudgeSpec("first", backend="fake", options={"outputs": {"x": '{"verdict": "SAFE"}'}}))
     reviewer = JudgeSpec("reviewer", backend="fake", options={"outputs": {"x": {"probs": [0.3, 0.7]}}})
-    result = SecondLevelJudge(first, reviewer).judge([{"id": "x", "prompt": "p", "response": "r"}], load_category("jailbreak"))[0]
+    result = SecondLevelJudge(first, reviewer).judge(
+        [{"id": "x", "prompt": "p", "response": "r"}], load_category("jailbreak")
+    )[0]
     assert result.label == 1 and result.review["flipped"] and result.review["correct"] is False
     assert json.loads(result.raw) == {"review": "not_correct", "verdict": "JAILBROKEN"}
     assert result.p_positive is None  # the first judge's probability no longer describes the label

@@ -85,3 +85,17 @@ def test_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path):
 def test_read_results_of_missing_folder_names_the_file(tmp_path):
     with pytest.raises(DataError, match=RESULTS_FILE):
         read_results(tmp_path / "nothing")
+
+
+def test_a_later_record_supersedes_a_stored_error_only(tmp_path):
+    failed = {**_rec(0), "status": "error", "label": None, "error": "HTTP 503"}
+    with ResultStore.open(tmp_path) as store:
+        store.append([failed, _rec(1)])
+        assert store.is_error(("j", "jailbreak", "e0", 0)) and not store.is_error(("j", "jailbreak", "e1", 0))
+        assert store.append([_rec(0), {**_rec(1), "label": 0}]) == 1  # e0 retried; e1 stays
+        assert store.stats.superseded == 1
+    with ResultStore.open(tmp_path) as store:
+        assert len(store) == 2 and store.stats.superseded == 1 and store.stats.duplicates == 0
+        assert [r["status"] for r in store.records()] == ["ok", "ok"]
+    assert len((tmp_path / RESULTS_FILE).read_text().splitlines()) == 3  # the error line stays as history
+    assert [r["example_id"] for r in read_results(tmp_path)] == ["e0", "e1"]

@@ -1,0 +1,88 @@
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from recipes.choices import render_chat
+from recipes.verdict import VERDICT_PREFIX
+from training.callbacks import VerdictMetricsCallback
+from training.data import load_sft_data
+from training.verdicts import best_threshold, compute_verdict_metrics, judge_probes, prepare_probes
+
+
+@pytest.mark.parametrize(
+    ("labels", "scores", "expected"),
+    [
+        pytest.param([1, 0, 1, 0], [0.9, 0.1, 0.8, 0.2], {"f1": 1.0, "accuracy": 1.0, "auroc": 1.0}, id="perfect"),
+        pytest.param([1, 0, 1, 0], [0.1, 0.9, 0.2, 0.8], {"f1": 0.0, "accuracy": 0.0, "auroc": 0.0}, id="inverted"),
+        pytest.param([1, 1, 0, 0], [0.7, 0.3, 0.6, 0.1], {"precision": 0.5, "recall": 0.5, "accuracy": 0.5}, id="half"),
+        pytest.param([1, 0, 1, 0], [0.9, None, None, 0.2], {"invalid_rate": 0.5, "f1": 1.0, "judged": 2}, id="invalid"),
+        pytest.param([0, 0], [0.1, 0.2], {"f1": 0.0, "accuracy": 1.0, "positive_rate": 0.0}, id="one_class"),
+        pytest.param([1, 0], [None, None], {"invalid_rate": 1.0, "judged": 0}, id="all_invalid"),
+    ],
+)
+def test_verdict_metrics(labels, scores, expected):
+    metrics = compute_verdict_metrics(labels, scores)
+    for name, value in expected.items():
+        assert math.isclose(metrics[name], value), (name, metrics)
+    if len(set(labels)) < 2 or all(s is None for s in scores):
+        assert "auroc" not in metrics
+    if all(s is None for s in scores):
+        assert "f1" not in metrics  # an unjudged row is never scored
+
+
+def test_best_threshold_recovers_a_shifted_boundary():
+    labels = [1, 1, 1, 0, 0, 0]
+    scores = [0.35, 0.3, 0.25, 0.2, 0.1, 0.05]  # all below 0.5: F1 0 at the default threshold
+    assert compute_verdict_metrics(labels, scores)["f1"] == 0.0
+    threshold, f1 = best_threshold(labels, scores)
+    assert f1 == 1.0 and 0.2 < threshold <= 0.25
+    assert best_threshold([1, 1], [0.2, 0.9])[0] == 0.5  # one class: nothing to tune, keep 0.5
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def test_batched_left_padded_verdicts_match_one_by_one(tiny, sft_dir):
+    model, tokenizer = tiny
+    rows = list(load_sft_data(sft_dir).validation)[:6]
+    probes = prepare_probes(tokenizer, rows, {"jailbreak": ["JAILBROKEN", "SAFE"]}, max_length=1024)
+    batched = judge_probes(model, probes, batch_size=4, pad_id=tokenizer.pad_token_id)
+    for probe, p in zip(probes, batched):
+        text = render_chat(tokenizer, [m for m in probe_messages(rows, probe.id)], VERDICT_PREFIX)
+        ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, -1]
+        pair = logits[probe.choice_ids]
+        assert math.isclose(p, torch.softmax(pair, -1)[0].item(), rel_tol=1e-4, abs_tol=1e-5)
+
+
+def probe_messages(rows, ident):
+    row = next(r for r in rows if r["id"] == ident)
+    return [m for m in row["messages"] if m["role"] != "assistant"]
+
+
+def test_colliding_words_and_truncated_prompts_are_invalid_not_scored(tiny, sft_dir):
+    model, tokenizer = tiny
+    rows = list(load_sft_data(sft_dir).validation)[:4]
+    collide = prepare_probes(tokenizer, rows, {"jailbreak": ["SAFE_A", "SAFE_B"]}, max_length=None)
+    assert {p.reason for p in collide} == {"choice_collision"}
+    short = prepare_probes(tokenizer, rows, {"jailbreak": ["JAILBROKEN", "SAFE"]}, max_length=20)
+    assert {p.reason for p in short} == {"truncated"}
+    assert judge_probes(model, collide, batch_size=2, pad_id=0) == [None] * 4
+
+
+def test_callback_judges_and_reports_without_a_trainer(tiny, sft_dir):
+    model, tokenizer = tiny
+    rows = list(load_sft_data(sft_dir).validation)
+    callback = VerdictMetricsCallback(tokenizer, rows, {"jailbreak": ["JAILBROKEN", "SAFE"]}, max_length=1024)
+    model.train()
+    report = callback.judge(model, step=3)
+    assert model.training  # the training mode is restored
+    assert report.step == 3 and len(report.p_positive) == len(rows)
+    assert set(report.metrics) >= {"f1", "precision", "recall", "accuracy", "invalid_rate"}
+    assert callback.last is report and 0.0 <= callback.threshold()[0] <= 1.0
