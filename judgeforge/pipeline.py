@@ -232,20 +232,36 @@ def _headline(report_md: Path) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def _check_training_config(config: str, argv: list[str]) -> dict[str, Any]:
+def _training_keys(config: str) -> dict[str, Any]:
+    """A training config's YAML, checked key by key against the training parser's dataclasses.
+
+    GPU configs cannot be instantiated on a CPU machine (transformers refuses bf16 there), so the
+    dry run checks their keys and reads their model from the YAML instead.
+    """
     from training.sft import make_parser
 
-    parsed = make_parser().parse_args_and_config(["--config", config, *argv[1:]])
-    values: dict[str, Any] = {}
-    for part in parsed:
-        if dataclasses.is_dataclass(part):
-            values.update(dataclasses.asdict(part))
+    with open(config, encoding="utf-8") as handle:
+        values = yaml.safe_load(handle) or {}
+    known = {f.name for cls in make_parser().dataclass_types for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in known:
+            raise DataError(config, None, key, "a field of the training configs (judgeforge train --help)", key)
     return values
+
+
+def _describe_training(config: str, models: list[str] | None) -> str:
+    values = _training_keys(config)
+    model = models[0] if models else values.get("model_name_or_path")
+    mode = "LoRA" if values.get("use_peft", True) else "full"
+    if values.get("load_in_4bit"):
+        mode = "QLoRA"
+    return f"model={model} mode={mode} config={config}"
 
 
 def _dry_run(job: JobRecipe, out: Path, data_root: str | None, models: list[str] | None, limit: int | None) -> int:
     from evaluation.run_recipe import check_recipe, load_run_recipe, plan, scale_down
     from recipes.builders import build_datasets, load_data_recipe
+    from training.sft import make_parser
 
     print(f"job {job.name}: {job.path}\nrun folder: {out}\n")
     data_recipe = load_data_recipe(job.data)
@@ -257,14 +273,14 @@ def _dry_run(job: JobRecipe, out: Path, data_root: str | None, models: list[str]
     tuned = []
     for stage in job.train:
         judge_dir = out / "judges" / stage.name
-        argv = _train_argv(stage, out / "data", judge_dir, models, None)
-        values = _check_training_config(argv[0], argv)
-        mode = "LoRA" if values.get("use_peft") else "full"
-        print(
-            f"  {stage.name}: model={values.get('model_name_or_path')} mode={mode} config={argv[0]} "
-            f"deepspeed={values.get('deepspeed') or '-'} -> {judge_dir}"
-        )
-        tuned.append((stage.name, values.get("model_name_or_path")))
+        launch = f" launched with {stage.accelerate_config}" if stage.accelerate_config else ""
+        print(f"  {stage.name} -> {judge_dir}\n    GPU: {_describe_training(stage.config, models)}{launch}")
+        used = _train_config(stage)
+        if used != stage.config:
+            print(f"    here (no CUDA): {_describe_training(used, models)}")
+        # The config that would run on this machine is parsed for real, as `judgeforge train` would.
+        make_parser().parse_args_and_config(["--config", *_train_argv(stage, out / "data", judge_dir, models, None)])
+        tuned.append((stage.name, models[0] if models else _training_keys(stage.config).get("model_name_or_path")))
     recipe = scale_down(load_run_recipe(job.eval), limit=limit, models=models)
     check_recipe(recipe, data_categories=categories)
     jobs = plan(recipe, categories=recipe.categories or categories)

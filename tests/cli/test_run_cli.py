@@ -1,0 +1,93 @@
+"""`judgeforge run`: the job recipe, the dry run of the paper recipe, and a scaled-down real run."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from judgeforge.cli import main
+from judgeforge.pipeline import DEFAULT_JOB, load_job_recipe
+from recipes.schema import DataError
+
+
+ROOT = Path(__file__).resolve().parents[2]
+PAPER = ROOT / "recipes" / "jobs" / "paper.yaml"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "recipes" / "jobs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_job_recipe_loads(path):
+    job = load_job_recipe(path)
+    assert Path(job.data).is_file() and Path(job.eval).is_file()
+    assert all(Path(stage.config).is_file() for stage in job.train)
+
+
+def test_default_job_is_the_quickstart():
+    job = load_job_recipe(DEFAULT_JOB)
+    assert job.name == "quickstart"
+    assert [stage.name for stage in job.train] == ["smollm2-135m-lora"]
+
+
+def test_job_recipe_rejects_unknown_key_and_missing_file(tmp_path):
+    bad = tmp_path / "job.yaml"
+    bad.write_text(yaml.safe_dump({"name": "x", "data": "recipes/data/quickstart.yaml", "eval": "nope.yaml"}))
+    with pytest.raises(DataError, match=r"job.yaml: field 'eval': expected an existing recipe file"):
+        load_job_recipe(bad)
+    bad.write_text(yaml.safe_dump({"name": "x", "data": "d.yaml", "eval": "e.yaml", "trian": []}))
+    with pytest.raises(DataError, match=r"field 'trian': expected one of"):
+        load_job_recipe(bad)
+
+
+def test_paper_recipe_dry_run_prints_every_job_and_runs_nothing(shared_data, tmp_path, capsys):
+    out = tmp_path / "paper"
+    assert main(["run", str(PAPER), "--data-root", str(shared_data), "--out", str(out), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    run = yaml.safe_load((ROOT / "recipes" / "runs" / "paper.yaml").read_text())
+    models = [m for group in run["judges"] for m in group["models"]] + [g["model"] for g in run["guards"]]
+    for model in models:
+        assert model in printed, model
+    for prompt in ("basic", "criteria", "cot", "few_shot", "score"):
+        assert f"| {prompt} |" in printed
+    for stage in load_job_recipe(PAPER).train:
+        assert f"tuned:{stage.name}" in printed
+    assert "zero3.yaml" in printed  # the full fine-tune is launched under ZeRO-3
+    assert not out.exists() or not any(out.iterdir()), "a dry run writes nothing"
+
+
+def test_dry_run_refuses_an_unknown_prompt_before_any_work(tmp_path, capsys):
+    run = yaml.safe_load((ROOT / "recipes" / "runs" / "quickstart.yaml").read_text())
+    run["judges"][0]["prompts"] = ["basic", "telepathy"]
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(run))
+    job = {"name": "bad", "data": str(ROOT / "recipes/data/quickstart.yaml"), "eval": str(tmp_path / "run.yaml")}
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    with pytest.raises(DataError, match="telepathy"):
+        main(["run", str(tmp_path / "job.yaml"), "--out", str(tmp_path / "out"), "--dry-run"])
+
+
+@pytest.mark.slow
+def test_paper_recipe_scaled_down_really_runs_and_reuses_stages(shared_data, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "paper-small"
+    argv = ["run", str(PAPER), "--data-root", str(shared_data), "--out", str(out)]
+    argv += ["--models", tiny_model_dir, "--limit", "2"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert (out / "eval" / "report.md").is_file() and (out / "eval" / "report.html").is_file()
+    for stage in load_job_recipe(PAPER).train:
+        card = json.loads((out / "judges" / stage.name / "judge.json").read_text())
+        assert card["base_model"] == tiny_model_dir
+    records = [json.loads(line) for line in (out / "eval" / "results.jsonl").read_text().splitlines()]
+    judges = {r["judge"] for r in records}
+    assert {"reference/tfidf", "reference/refusal_phrases"} <= judges
+    assert any(name.startswith("tuned:") or "qwen2.5-7b-lora" in name for name in judges), judges
+    assert any("review" in name for name in judges), judges
+    per_category = {}
+    for r in records:
+        per_category.setdefault((r["judge"], r["category"], r["repeat"]), set()).add(r["example_id"])
+    assert all(len(ids) == 2 for ids in per_category.values()), "--limit 2 examples per category"
+    assert "report:" in printed
+    # A second run reuses every finished stage and judges nothing again.
+    size = (out / "eval" / "results.jsonl").stat().st_size
+    assert main(argv) == 0
+    again = capsys.readouterr().out
+    assert again.count("reusing") == 1 + len(load_job_recipe(PAPER).train)
+    assert (out / "eval" / "results.jsonl").stat().st_size == size
