@@ -81,7 +81,9 @@ class VerdictMetricsCallback(TrainerCallback):
         was_training = model.training
         model.eval()
         try:
-            p_positive = judge_probes(model, self.probes, batch_size=self.batch_size, pad_id=self.pad_id, device=device)
+            p_positive = judge_probes(
+                model, self.probes, batch_size=self.batch_size, pad_id=self.pad_id, device=device
+            )
         finally:
             if was_training:
                 model.train()

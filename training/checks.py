@@ -8,6 +8,7 @@ of training.
 from __future__ import annotations
 
 import importlib.util
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,9 @@ def load_model_config(name: str | None, *, revision: str = "main", trust_remote_
     from transformers import AutoConfig
 
     if not name:
-        raise ConfigError("<config>", "model_name_or_path", f"a hub id, a local folder or an alias {sorted(ALIASES)}", name)
+        raise ConfigError(
+            "<config>", "model_name_or_path", f"a hub id, a local folder or an alias {sorted(ALIASES)}", name
+        )
     resolved = resolve_model(name)
     if Path(resolved).exists() and not (Path(resolved) / "config.json").is_file():
         raise ConfigError("<config>", "model_name_or_path", "a model folder holding config.json", resolved)
@@ -77,11 +80,23 @@ def load_model_config(name: str | None, *, revision: str = "main", trust_remote_
 
 
 def zero_stage(training_args: Any) -> int | None:
-    """The DeepSpeed ZeRO stage of this run (from ``--deepspeed`` or ``accelerate launch``), else None."""
+    """The DeepSpeed ZeRO stage of this run (from ``--deepspeed`` or ``accelerate launch``), else None.
+
+    Raises:
+        ConfigError: DeepSpeed was asked for together with ``use_cpu`` (or ``ACCELERATE_USE_CPU``),
+            which makes accelerate skip DeepSpeed while the model is already partitioned for it.
+    """
     plugin = getattr(training_args, "deepspeed_plugin", None)
-    if plugin is not None:
-        return int(plugin.zero_stage)
-    return None
+    wanted = plugin is not None or training_args.deepspeed or os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true"
+    if wanted and (training_args.use_cpu or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")):
+        raise ConfigError(
+            "<config>",
+            "use_cpu",
+            "false under DeepSpeed (DeepSpeed runs on a CPU through its own CPU accelerator); unset use_cpu "
+            "and ACCELERATE_USE_CPU",
+            True,
+        )
+    return int(plugin.zero_stage) if plugin is not None else None
 
 
 def check_quantization(model_args: Any, stage: int | None) -> None:

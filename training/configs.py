@@ -43,9 +43,12 @@ class JudgeArguments:
         tune_threshold: after training, choose the P(positive) threshold that maximises F1 on the
             subset and record it in ``judge.json``.
 
-    Parameters that control tracking:
+    Parameters that control tracking and the machine:
         wandb_project: W&B project (used when ``report_to`` includes ``wandb``).
         wandb_tags: W&B tags.
+        cpu_threads: intra-op threads for CPU training (default: torch's choice, one per core). On
+            a CPU shared with other jobs, OpenMP threads spin-wait for each other and one thread
+            can be several times faster than two.
     """
 
     data_dir: str | None = field(
@@ -85,9 +88,13 @@ class JudgeArguments:
     )
     wandb_project: str = field(default="judgeforge", metadata={"help": "W&B project (when report_to has wandb)."})
     wandb_tags: list[str] | None = field(default=None, metadata={"help": "W&B tags."})
+    cpu_threads: int | None = field(
+        default=None,
+        metadata={"help": "Intra-op threads for CPU training (default: one per core; 1 is faster on a busy CPU)."},
+    )
 
     def __post_init__(self):
-        for name in ("train_rows", "lora_layers"):
+        for name in ("train_rows", "lora_layers", "cpu_threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"<config>: field '{name}': expected a positive integer or null, got {value!r}")
@@ -95,9 +102,8 @@ class JudgeArguments:
             if getattr(self, name) < 0:
                 raise ValueError(f"<config>: field '{name}': expected 0 or more, got {getattr(self, name)!r}")
         if self.verdict_eval_batch_size < 1:
-            raise ValueError(
-                f"<config>: field 'verdict_eval_batch_size': expected a positive integer, got {self.verdict_eval_batch_size!r}"
-            )
+            got = self.verdict_eval_batch_size
+            raise ValueError(f"<config>: field 'verdict_eval_batch_size': expected a positive integer, got {got!r}")
 
 
 @dataclass
@@ -116,8 +122,8 @@ class JudgeSFTConfig(SFTConfig):
         - ``train_sampling_strategy``: ``group_by_length`` instead of ``random``: batches of similar
           length waste little padding.
         - ``logging_steps``: ``5`` instead of ``10`` (judge runs are short).
-        - ``eval_strategy``: ``epoch`` instead of ``no``, with ``eval_on_start`` ``True``: the verdict
-          metrics before training are the baseline that shows whether tuning helped.
+        - ``eval_strategy``: ``epoch`` instead of ``no``, and ``eval_on_start`` on whenever evaluation
+          is: the verdict metrics before training are the baseline that shows whether tuning helped.
         - ``save_steps``: ``50`` instead of ``500`` and ``save_total_limit`` ``2``: short runs still
           leave a checkpoint to resume from.
     """
@@ -145,13 +151,16 @@ class JudgeSFTConfig(SFTConfig):
     eval_strategy: str = field(
         default="epoch", metadata={"help": "When to evaluate: 'no', 'steps' or 'epoch' (default)."}
     )
-    eval_on_start: bool = field(
-        default=True, metadata={"help": "Evaluate before training: the baseline verdict metrics."}
+    eval_on_start: bool | None = field(
+        default=None,
+        metadata={"help": "Evaluate before training: baseline verdict metrics (default: on when evaluating)."},
     )
     save_steps: float = field(default=50, metadata={"help": "Save a checkpoint every X update steps."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Keep at most this many checkpoints."})
 
     def __post_init__(self):
+        if self.eval_on_start is None:
+            self.eval_on_start = str(self.eval_strategy) not in ("no", "IntervalStrategy.NO")
         if self.bf16 is None and not self.fp16:
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not self.use_cpu)
         super().__post_init__()

@@ -28,6 +28,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,9 @@ def _lora_config(model_args: Any, judge_args: Any, model_config: Any, trust_remo
         return None
     config = get_peft_config(model_args)
     if judge_args.lora_layers:
-        names = _top_layer_targets(model_config, model_args.lora_target_modules, judge_args.lora_layers, trust_remote_code)
+        names = _top_layer_targets(
+            model_config, model_args.lora_target_modules, judge_args.lora_layers, trust_remote_code
+        )
         config = dataclasses.replace(config, target_modules=names)
     return config
 
@@ -123,6 +126,26 @@ def _start_wandb(judge_args: Any, training_args: Any, model_args: Any, data: Any
     )
 
 
+def _set_cpu_threads(threads: int | None, training_args: Any) -> None:
+    """Apply ``cpu_threads``; warn when a busy CPU makes the default thread count slow."""
+    import torch
+
+    if training_args.device.type != "cpu":
+        return
+    if threads:
+        torch.set_num_threads(threads)
+        return
+    cores, load = os.cpu_count() or 1, os.getloadavg()[0]
+    if torch.get_num_threads() > 1 and load > cores:
+        logger.warning(
+            "the CPU is busy (load %.1f on %d cores): %d OpenMP threads will mostly wait for each other; "
+            "--cpu_threads 1 is often several times faster on a shared machine",
+            load,
+            cores,
+            torch.get_num_threads(),
+        )
+
+
 def _write_model_card(trainer: Any, output_dir: Path, card: Any, data: Any) -> None:
     trainer.create_model_card(
         model_name=output_dir.name, dataset_name=str(data.card.get("name") or ""), tags=["judgeforge", "judge"]
@@ -149,6 +172,46 @@ def _write_model_card(trainer: Any, output_dir: Path, card: Any, data: Any) -> N
         handle.write("\n".join(section))
 
 
+def _write_outputs(
+    trainer: Any,
+    callback: Any,
+    judge_args: Any,
+    model_args: Any,
+    data: Any,
+    output_dir: Path,
+    *,
+    adapter: bool,
+    resume: str | None,
+) -> dict[str, float]:
+    """Check the saved adapter, then write judge.json, the model card and a run summary (main process)."""
+    from recipes.judge_card import JudgeCard
+    from training.checks import check_saved_adapter
+
+    if adapter:
+        trainable = sum(1 for _, p in trainer.model.named_parameters() if p.requires_grad)
+        check_saved_adapter(output_dir, expected_tensors=trainable)
+    metrics = dict(callback.last.metrics) if callback is not None and callback.last else {}
+    threshold = 0.5
+    if callback is not None and judge_args.tune_threshold and callback.last is not None:
+        threshold, metrics["f1_at_threshold"] = callback.threshold()
+    card = JudgeCard(
+        base_model=model_args.model_name_or_path,
+        prompt_template=data.card["prompt_template"],
+        verdict_words=data.verdict_words,
+        adapter=adapter,
+        data_recipe_hash=data.card["recipe_hash"],
+        budget=data.card.get("budget") or {},
+        metrics=metrics,
+        threshold=threshold,
+    )
+    card.write(output_dir)
+    _write_model_card(trainer, output_dir, card, data)
+    summary = {"global_step": trainer.state.global_step, "resumed_from": resume, "verdict_metrics": metrics}
+    (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    logger.info("wrote %s (verdict metrics %s)", output_dir, {k: round(v, 3) for k, v in metrics.items()})
+    return metrics
+
+
 def main(judge_args: Any, training_args: Any, model_args: Any) -> Path:
     """Train a judge and write the run folder; returns ``output_dir``.
 
@@ -158,13 +221,11 @@ def main(judge_args: Any, training_args: Any, model_args: Any) -> Path:
     """
     from trl import get_quantization_config
 
-    from recipes.judge_card import JudgeCard
     from training.callbacks import VerdictMetricsCallback
     from training.chat_template import install_training_template
     from training.checks import (
         check_output_dir,
         check_quantization,
-        check_saved_adapter,
         last_complete_checkpoint,
         load_model_config,
         zero_stage,
@@ -174,7 +235,11 @@ def main(judge_args: Any, training_args: Any, model_args: Any) -> Path:
 
     # Checks that need no model weights.
     output_dir = check_output_dir(training_args.output_dir)
-    check_quantization(model_args, zero_stage(training_args))
+    _set_cpu_threads(judge_args.cpu_threads, training_args)
+    stage = zero_stage(training_args)
+    if stage is not None:
+        logger.info("DeepSpeed ZeRO-%d on %d process(es)", stage, training_args.world_size)
+    check_quantization(model_args, stage)
     data = load_sft_data(
         judge_args.data_dir,
         categories=judge_args.categories,
@@ -263,32 +328,12 @@ def main(judge_args: Any, training_args: Any, model_args: Any) -> Path:
         tokenizer.chat_template = original_template
     trainer.save_model(str(output_dir))
 
+    metrics = {}
     if main_process:
-        if peft_config is not None:
-            trainable = sum(1 for _, p in trainer.model.named_parameters() if p.requires_grad)
-            check_saved_adapter(output_dir, expected_tensors=trainable)
-        metrics = dict(callback.last.metrics) if callback is not None and callback.last else {}
-        threshold = 0.5
-        if callback is not None and judge_args.tune_threshold and callback.last is not None:
-            threshold, tuned_f1 = callback.threshold()
-            metrics["f1_at_threshold"] = tuned_f1
-        card = JudgeCard(
-            base_model=model_args.model_name_or_path,
-            prompt_template=data.card["prompt_template"],
-            verdict_words=data.verdict_words,
-            adapter=peft_config is not None,
-            data_recipe_hash=data.card["recipe_hash"],
-            budget=data.card.get("budget") or {},
-            metrics=metrics,
-            threshold=threshold,
+        adapter = peft_config is not None
+        metrics = _write_outputs(
+            trainer, callback, judge_args, model_args, data, output_dir, adapter=adapter, resume=resume
         )
-        card.write(output_dir)
-        _write_model_card(trainer, output_dir, card, data)
-        (output_dir / "train_summary.json").write_text(
-            json.dumps({"global_step": step, "resumed_from": resume, "verdict_metrics": metrics}, indent=2) + "\n",
-            encoding="utf-8",
-        )
-        logger.info("wrote %s (verdict metrics %s)", output_dir, {k: round(v, 3) for k, v in metrics.items()})
     trainer.accelerator.wait_for_everyone()
     if main_process and "wandb" in (training_args.report_to or []):
         import wandb

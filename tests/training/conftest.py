@@ -9,6 +9,7 @@ from pathlib import Path
 
 import datasets
 import pytest
+import torch
 
 from recipes.categories import load_category
 from recipes.prompts import FieldBudget, render_prompt
@@ -58,6 +59,17 @@ def write_sft_folder(
     card["budget"] = FieldBudget().__dict__
     (folder / "data_card.json").write_text(json.dumps(card), encoding="utf-8")
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _single_thread(monkeypatch):
+    """One intra-op thread (subprocesses too): the tiny model's ops are too small to split, and on a
+    shared CPU two OpenMP threads spin-waiting for each other made these tests ten times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

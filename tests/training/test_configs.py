@@ -21,6 +21,7 @@ def test_judge_defaults_differ_from_trl_where_documented(tmp_path):
     assert args.activation_checkpointing is False and args.gradient_checkpointing is False
     assert args.train_sampling_strategy == "group_by_length"
     assert args.eval_on_start is True and args.learning_rate == 2e-4
+    assert JudgeSFTConfig(output_dir=str(tmp_path), eval_strategy="no").eval_on_start is False
     model = JudgeModelConfig(model_name_or_path="x")
     assert model.use_peft is True and model.lora_target_modules == "all-linear"
     for name in ("assistant_only_loss", "bf16", "gradient_checkpointing", "train_sampling_strategy", "eval_strategy"):

@@ -26,7 +26,9 @@ def test_missing_model_folder(train, run_argv, tmp_path, no_model_loading):
         train(run_argv("--model_name_or_path", str(tmp_path / "no-such-model")))
 
 
-def test_unknown_hub_id_while_offline(train, run_argv, no_model_loading):
+def test_unknown_hub_id_while_offline(train, run_argv, no_model_loading, monkeypatch):
+    # huggingface_hub reads HF_HUB_OFFLINE when first imported, before the autouse fixture sets it.
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     with pytest.raises(ConfigError, match="field 'model_name_or_path'.*nobody/not-a-judge"):
         train(run_argv("--model_name_or_path", "nobody/not-a-judge"))
 

@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 import torch
 from peft import PeftModel
 from safetensors.torch import load_file
@@ -46,7 +45,9 @@ def test_lora_lowers_loss_changes_weights_and_writes_judge_json(train, run_argv,
 
 
 def test_full_fine_tune_lowers_loss_and_changes_weights(train, run_argv, tiny_model_dir, tmp_path):
-    out = train(run_argv("--use_peft", "false", "--learning_rate", "1e-3", "--max_steps", "8", output_dir=tmp_path / "full"))
+    out = train(
+        run_argv("--use_peft", "false", "--learning_rate", "1e-3", "--max_steps", "8", output_dir=tmp_path / "full")
+    )
     losses = _losses(out)
     assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2 - 0.5
     assert not (out / "adapter_model.safetensors").exists()
@@ -66,7 +67,9 @@ def test_lora_layers_adapts_only_the_top_layers(train, run_argv, tmp_path):
 
 def test_verdict_metrics_are_logged_next_to_the_loss_at_each_evaluation(train, run_argv, tmp_path):
     out = train(
-        run_argv("--eval_strategy", "steps", "--eval_steps", "3", "--eval_on_start", "true", output_dir=tmp_path / "ev")
+        run_argv(
+            "--eval_strategy", "steps", "--eval_steps", "3", "--eval_on_start", "true", output_dir=tmp_path / "ev"
+        )
     )
     history = json.loads((out / "trainer_state.json").read_text(encoding="utf-8"))["log_history"]
     evaluated = {entry["step"] for entry in history if "eval_f1" in entry}

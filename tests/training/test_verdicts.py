@@ -16,8 +16,12 @@ from training.verdicts import best_threshold, compute_verdict_metrics, judge_pro
     [
         pytest.param([1, 0, 1, 0], [0.9, 0.1, 0.8, 0.2], {"f1": 1.0, "accuracy": 1.0, "auroc": 1.0}, id="perfect"),
         pytest.param([1, 0, 1, 0], [0.1, 0.9, 0.2, 0.8], {"f1": 0.0, "accuracy": 0.0, "auroc": 0.0}, id="inverted"),
-        pytest.param([1, 1, 0, 0], [0.7, 0.3, 0.6, 0.1], {"precision": 0.5, "recall": 0.5, "accuracy": 0.5}, id="half"),
-        pytest.param([1, 0, 1, 0], [0.9, None, None, 0.2], {"invalid_rate": 0.5, "f1": 1.0, "judged": 2}, id="invalid"),
+        pytest.param(
+            [1, 1, 0, 0], [0.7, 0.3, 0.6, 0.1], {"precision": 0.5, "recall": 0.5, "accuracy": 0.5}, id="half"
+        ),
+        pytest.param(
+            [1, 0, 1, 0], [0.9, None, None, 0.2], {"invalid_rate": 0.5, "f1": 1.0, "judged": 2}, id="invalid"
+        ),
         pytest.param([0, 0], [0.1, 0.2], {"f1": 0.0, "accuracy": 1.0, "positive_rate": 0.0}, id="one_class"),
         pytest.param([1, 0], [None, None], {"invalid_rate": 1.0, "judged": 0}, id="all_invalid"),
     ],
@@ -53,7 +57,7 @@ def test_batched_left_padded_verdicts_match_one_by_one(tiny, sft_dir):
     probes = prepare_probes(tokenizer, rows, {"jailbreak": ["JAILBROKEN", "SAFE"]}, max_length=1024)
     batched = judge_probes(model, probes, batch_size=4, pad_id=tokenizer.pad_token_id)
     for probe, p in zip(probes, batched):
-        text = render_chat(tokenizer, [m for m in probe_messages(rows, probe.id)], VERDICT_PREFIX)
+        text = render_chat(tokenizer, probe_messages(rows, probe.id), VERDICT_PREFIX)
         ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
         with torch.no_grad():
             logits = model(input_ids=ids).logits[0, -1]

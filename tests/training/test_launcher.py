@@ -1,0 +1,57 @@
+"""scripts/train_multi_gpu.sh builds the right ``accelerate launch`` line (a stub ``accelerate`` records it)."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "train_multi_gpu.sh"
+RECIPE = "recipes/training/qwen2.5-7b_lora_zero2.yaml"
+
+
+def _run(tmp_path, *args, **env):
+    stub = tmp_path / "bin"
+    stub.mkdir(exist_ok=True)
+    (stub / "accelerate").write_text('#!/bin/sh\necho "accelerate $*"\n', encoding="utf-8")
+    (stub / "accelerate").chmod(0o755)
+    environment = {**os.environ, "PATH": f"{stub}:{os.environ['PATH']}", **env}
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=environment, timeout=60)
+
+
+def test_single_node_uses_every_gpu_and_forwards_flags(tmp_path):
+    result = _run(tmp_path, RECIPE, "zero2", "--num_train_epochs", "1", NUM_GPUS="4")
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip()
+    assert "--config_file training/accelerate/zero2.yaml --num_processes 4" in line
+    assert line.endswith(f"-m training.sft --config {RECIPE} --num_train_epochs 1")
+
+
+def test_multi_node_uses_the_template_and_rank_settings(tmp_path):
+    result = _run(tmp_path, RECIPE, NUM_GPUS="8", NUM_NODES="2", NODE_RANK="1", MASTER_ADDR="10.1.2.3")
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip()
+    assert "--config_file training/accelerate/multi_node_zero3.yaml --num_processes 16" in line
+    assert "--num_machines 2 --machine_rank 1 --main_process_ip 10.1.2.3 --main_process_port 29500" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        pytest.param((RECIPE, "zero9"), {"NUM_GPUS": "2"}, "unknown DeepSpeed setting 'zero9'", id="unknown_zero"),
+        pytest.param(("nope.yaml",), {"NUM_GPUS": "2"}, "recipe not found", id="missing_recipe"),
+        pytest.param((RECIPE,), {"NUM_GPUS": "0"}, "no GPU found", id="no_gpu"),
+        pytest.param((RECIPE,), {"NUM_GPUS": "2", "NUM_NODES": "2"}, "NODE_RANK", id="multi_node_without_rank"),
+    ],
+)
+def test_bad_launches_exit_with_a_reason(tmp_path, args, env, message):
+    result = _run(tmp_path, *args, **env)
+    assert result.returncode != 0 and message in result.stderr
+    assert "accelerate" not in result.stdout
+
+
+def test_help_lists_the_deepspeed_settings(tmp_path):
+    result = _run(tmp_path, "--help")
+    assert result.returncode == 0 and "zero3_offload" in result.stdout and "MASTER_ADDR" in result.stdout
