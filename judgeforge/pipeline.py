@@ -197,10 +197,24 @@ def _train_argv(
     for key, value in stage.args.items():
         argv += [f"--{key}", str(value)]
     if models:
-        argv += ["--model_name_or_path", models[0]]
+        argv += ["--model_name_or_path", models[0], *_fit_lora_layers(argv[0], models[0])]
     if train_rows:
         argv += ["--train_rows", str(train_rows)]
     return argv
+
+
+def _fit_lora_layers(config: str, model: str) -> list[str]:
+    """With ``--models``, a config's ``lora_layers`` may exceed the new model's depth: adapt all its layers."""
+    with open(config, encoding="utf-8") as handle:
+        layers = (yaml.safe_load(handle) or {}).get("lora_layers")
+    if not layers:
+        return []
+    from transformers import AutoConfig
+
+    from recipes.models import resolve_model
+
+    total = AutoConfig.from_pretrained(resolve_model(model)).get_text_config().num_hidden_layers
+    return ["--lora_layers", str(total)] if layers > total else []
 
 
 def _run_training(stage: TrainStage, argv: list[str]) -> None:

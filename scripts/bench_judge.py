@@ -2,6 +2,7 @@
 
     python scripts/bench_judge.py                                   # 200 short (embedded) + 200 long (GPTFuzz)
     python scripts/bench_judge.py --n-short 40 --n-long 0 --out /tmp/bench.json   # a quick look
+    python scripts/bench_judge.py --threads 1      # when other jobs share the cores (no thread spin-waits)
 
 Both paths judge with the same weights in float32 and the same judge prompt (``--prompt``,
 default ``criteria``: question, detailed criteria, verdict first, then a one-sentence explanation):
@@ -217,6 +218,8 @@ def main(args: argparse.Namespace) -> dict:
     from recipes.prompts import FieldBudget
 
     logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     loaded = load_causal_lm("smollm2-135m")
     params = sum(p.numel() for p in loaded.model.parameters())
@@ -280,6 +283,12 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--naive-max-new-tokens", type=int, default=48, help="room for the whole verdict JSON")
     parser.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (0: torch's default); 1 on a machine shared with other jobs",
+    )
     parser.add_argument("--out", help="also write the numbers as JSON here")
     return parser
 
