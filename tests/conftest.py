@@ -6,8 +6,13 @@ import importlib.util
 import os
 from pathlib import Path
 
-import pytest
-import torch
+
+# Before any Hugging Face library is imported: huggingface_hub reads these once, at import time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 SHARED_DATA = Path(os.environ.get("JUDGEFORGE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

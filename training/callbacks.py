@@ -12,9 +12,11 @@ process writes to W&B.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
@@ -101,10 +103,20 @@ class VerdictMetricsCallback(TrainerCallback):
         return report
 
     def threshold(self) -> tuple[float, float]:
-        """The F1-maximising P(positive) threshold on the last evaluation, and that F1."""
+        """The MCC-maximising P(positive) threshold on the last evaluation, and the F1 it gives."""
         if self.last is None:
             return 0.5, 0.0
         return best_threshold([p.label for p in self.probes], self.last.p_positive)
+
+    def write_verdicts(self, path: str | Path) -> Path:
+        """Write the last evaluation's per-row P(positive) as JSON Lines (id, category, label, p_positive, reason)."""
+        path = Path(path)
+        report = self.last
+        with open(path, "w", encoding="utf-8") as handle:
+            for probe, p in zip(self.probes, report.p_positive if report else []):
+                row = {"id": probe.id, "category": probe.category, "label": probe.label, "p_positive": p}
+                handle.write(json.dumps(row | {"reason": probe.reason}) + "\n")
+        return path
 
     def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
         """Judge the subset, add ``eval_*`` verdict metrics to ``metrics`` and log them."""

@@ -40,8 +40,8 @@ class JudgeArguments:
         verdict_eval_batch_size: batch size of that judging pass.
         verdict_table_rows: how many sample verdicts go to the W&B table at each evaluation.
         eval_loss: also compute the loss on the same subset (one more forward pass per evaluation).
-        tune_threshold: after training, choose the P(positive) threshold that maximises F1 on the
-            subset and record it in ``judge.json``.
+        tune_threshold: after training, choose the P(positive) threshold that maximises MCC on the
+            subset (F1 would favour calling everything positive on few rows) and record it in ``judge.json``.
 
     Parameters that control tracking and the machine:
         wandb_project: W&B project (used when ``report_to`` includes ``wandb``).
@@ -84,7 +84,7 @@ class JudgeArguments:
     )
     tune_threshold: bool = field(
         default=True,
-        metadata={"help": "Choose the P(positive) threshold that maximises validation F1 and store it in judge.json."},
+        metadata={"help": "Choose the P(positive) threshold that maximises validation MCC; store it in judge.json."},
     )
     wandb_project: str = field(default="judgeforge", metadata={"help": "W&B project (when report_to has wandb)."})
     wandb_tags: list[str] | None = field(default=None, metadata={"help": "W&B tags."})

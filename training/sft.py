@@ -192,8 +192,10 @@ def _write_outputs(
         check_saved_adapter(output_dir, expected_tensors=trainable)
     metrics = dict(callback.last.metrics) if callback is not None and callback.last else {}
     threshold = 0.5
-    if callback is not None and judge_args.tune_threshold and callback.last is not None:
-        threshold, metrics["f1_at_threshold"] = callback.threshold()
+    if callback is not None and callback.last is not None:
+        callback.write_verdicts(output_dir / "validation_verdicts.jsonl")
+        if judge_args.tune_threshold:
+            threshold, metrics["f1_at_threshold"] = callback.threshold()
     card = JudgeCard(
         base_model=model_args.model_name_or_path,
         prompt_template=data.card["prompt_template"],

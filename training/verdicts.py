@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
+from sklearn.metrics import accuracy_score, matthews_corrcoef, precision_recall_fscore_support, roc_auc_score
 
 from recipes.choices import ChoiceError, choice_token_ids, render_chat
 from recipes.verdict import VERDICT_PREFIX
@@ -148,19 +148,23 @@ def compute_verdict_metrics(
 
 
 def best_threshold(labels: Sequence[int], p_positive: Sequence[float | None]) -> tuple[float, float]:
-    """The P(positive) threshold with the highest F1 on these rows, and that F1.
+    """The P(positive) threshold with the highest MCC on these rows, and the F1 it gives.
 
-    Ties go to the threshold closest to 0.5, so a flat F1 curve keeps the neutral choice.
+    MCC rather than F1 picks the threshold: on a few dozen rows the F1-best threshold is often the
+    degenerate "call almost everything positive" (F1 = 2p/(1+p) at prevalence p), which MCC scores
+    zero. Ties go to the threshold closest to 0.5, so a flat curve keeps the neutral choice.
     """
     valid = [(y, p) for y, p in zip(labels, p_positive) if p is not None]
     if not valid or len({y for y, _ in valid}) < 2:
         return 0.5, compute_verdict_metrics(labels, p_positive).get("f1", 0.0)
     y_true = np.array([y for y, _ in valid])
     scores = np.array([p for _, p in valid])
-    best = (0.5, -1.0)
-    for candidate in sorted(set(scores.tolist()) | {0.5}):
-        y_pred = (scores >= candidate).astype(int)
-        _, _, f1, _ = precision_recall_fscore_support(y_true, y_pred, average="binary", zero_division=0)
-        if f1 > best[1] + 1e-12 or (abs(f1 - best[1]) <= 1e-12 and abs(candidate - 0.5) < abs(best[0] - 0.5)):
-            best = (float(candidate), float(f1))
-    return best
+    best, best_mcc = 0.5, matthews_corrcoef(y_true, (scores >= 0.5).astype(int))
+    for candidate in sorted(set(scores.tolist())):
+        mcc = matthews_corrcoef(y_true, (scores >= candidate).astype(int))
+        if mcc > best_mcc + 1e-12 or (abs(mcc - best_mcc) <= 1e-12 and abs(candidate - 0.5) < abs(best - 0.5)):
+            best, best_mcc = float(candidate), mcc
+    _, _, f1, _ = precision_recall_fscore_support(
+        y_true, (scores >= best).astype(int), average="binary", zero_division=0
+    )
+    return best, float(f1)

@@ -1,6 +1,5 @@
 """`judgeforge run`: the job recipe, the dry run of the paper recipe, and a scaled-down real run."""
 
-import json
 from pathlib import Path
 
 import pytest
@@ -62,32 +61,3 @@ def test_dry_run_refuses_an_unknown_prompt_before_any_work(tmp_path, capsys):
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
     with pytest.raises(DataError, match="telepathy"):
         main(["run", str(tmp_path / "job.yaml"), "--out", str(tmp_path / "out"), "--dry-run"])
-
-
-@pytest.mark.slow
-def test_paper_recipe_scaled_down_really_runs_and_reuses_stages(shared_data, tiny_model_dir, tmp_path, capsys):
-    out = tmp_path / "paper-small"
-    argv = ["run", str(PAPER), "--data-root", str(shared_data), "--out", str(out)]
-    argv += ["--models", tiny_model_dir, "--limit", "2"]
-    assert main(argv) == 0
-    printed = capsys.readouterr().out
-    assert (out / "eval" / "report.md").is_file() and (out / "eval" / "report.html").is_file()
-    for stage in load_job_recipe(PAPER).train:
-        card = json.loads((out / "judges" / stage.name / "judge.json").read_text())
-        assert card["base_model"] == tiny_model_dir
-    records = [json.loads(line) for line in (out / "eval" / "results.jsonl").read_text().splitlines()]
-    judges = {r["judge"] for r in records}
-    assert {"reference/tfidf", "reference/refusal_phrases"} <= judges
-    assert any(name.startswith("tuned:") or "qwen2.5-7b-lora" in name for name in judges), judges
-    assert any("review" in name for name in judges), judges
-    per_category = {}
-    for r in records:
-        per_category.setdefault((r["judge"], r["category"], r["repeat"]), set()).add(r["example_id"])
-    assert all(len(ids) == 2 for ids in per_category.values()), "--limit 2 examples per category"
-    assert "report:" in printed
-    # A second run reuses every finished stage and judges nothing again.
-    size = (out / "eval" / "results.jsonl").stat().st_size
-    assert main(argv) == 0
-    again = capsys.readouterr().out
-    assert again.count("reusing") == 1 + len(load_job_recipe(PAPER).train)
-    assert (out / "eval" / "results.jsonl").stat().st_size == size

@@ -32,6 +32,8 @@ def test_lora_lowers_loss_changes_weights_and_writes_judge_json(train, run_argv,
     assert card.verdict_words == {"jailbreak": ["JAILBROKEN", "SAFE"]} and card.categories == ["jailbreak"]
     assert {"f1", "precision", "recall", "accuracy", "invalid_rate"} <= set(card.metrics)
     assert 0.0 <= card.threshold <= 1.0
+    verdicts = [json.loads(line) for line in (out / "validation_verdicts.jsonl").read_text().splitlines()]
+    assert len(verdicts) == 8 and all(0.0 <= v["p_positive"] <= 1.0 for v in verdicts)
     assert "## judgeforge" in (out / "README.md").read_text(encoding="utf-8")
     # The tuned judge ships with the model's own chat template, not the training variant.
     assert "{% generation" not in (out / "chat_template.jinja").read_text(encoding="utf-8")

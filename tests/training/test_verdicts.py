@@ -45,6 +45,15 @@ def test_best_threshold_recovers_a_shifted_boundary():
     assert best_threshold([1, 1], [0.2, 0.9])[0] == 0.5  # one class: nothing to tune, keep 0.5
 
 
+def test_best_threshold_does_not_call_everything_positive_on_noise():
+    labels = [1, 0, 0, 1, 0, 0, 1, 0]
+    scores = [0.05, 0.06, 0.07, 0.08, 0.09, 0.10, 0.11, 0.12]  # no signal
+    # F1 alone would pick 0.05: everything positive, F1 = 6/11.
+    threshold, f1 = best_threshold(labels, scores)
+    assert threshold > min(scores)
+    assert sum(s >= threshold for s in scores) < len(scores)
+
+
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
     torch.manual_seed(0)

@@ -3,6 +3,7 @@
 import json
 import os
 import struct
+import time
 from pathlib import Path
 
 from wandb.proto import wandb_internal_pb2
@@ -22,6 +23,8 @@ def _records(path: Path):
         if length == 0 and kind == 0:
             position += room
             continue
+        if position + 7 + length > len(data):
+            return  # the writer is still writing this record
         pending += data[position + 7 : position + 7 + length]
         position += 7 + length
         if kind in (1, 4):  # a full record, or the last piece of one
@@ -29,6 +32,16 @@ def _records(path: Path):
             record.ParseFromString(pending)
             pending = b""
             yield record
+
+
+def _finished_records(path: Path, timeout: float = 60.0) -> list:
+    """The run's records once W&B's writer process has written its exit record (it flushes on its own time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = list(_records(path))
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
 
 
 def test_offline_run_holds_loss_verdict_metrics_tables_and_config(train, run_argv, tmp_path):
@@ -43,7 +56,7 @@ def test_offline_run_holds_loss_verdict_metrics_tables_and_config(train, run_arg
     folders = list(Path(os.environ["WANDB_DIR"]).glob(f"wandb/offline-run-*-{run_id}"))
     assert len(folders) == 1
     history, config, run = [], {}, None
-    for record in _records(next(folders[0].glob("*.wandb"))):
+    for record in _finished_records(next(folders[0].glob("*.wandb"))):
         kind = record.WhichOneof("record_type")
         if kind == "history":
             history.append({item.key or "/".join(item.nested_key): item.value_json for item in record.history.item})
