@@ -207,7 +207,9 @@ def judge_file(
     statuses: Counter = Counter()
     if todo:
         judge_obj = build_judge(spec)
-        chunk = max(1, batch_size) * 4
+        # Larger than a batch so the backend can sort by length and share prefixes across rows; a
+        # killed run loses at most this many rows.
+        chunk = max(64, batch_size * 8)
         with (
             open(out, "a", encoding="utf-8") as handle,
             tqdm(total=len(examples), initial=resumed, unit="judgment", desc=judge_obj.name) as bar,

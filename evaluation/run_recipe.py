@@ -386,14 +386,24 @@ def load_run_recipe(path: str | Path) -> RunRecipe:
 # ----------------------------------------------------------------------------------------------
 
 
-def scale_down(recipe: RunRecipe, *, limit: int | None = None, models: list[str] | None = None) -> RunRecipe:
-    """Apply ``--limit`` and ``--models``.
+def scale_down(
+    recipe: RunRecipe,
+    *,
+    limit: int | None = None,
+    models: list[str] | None = None,
+    max_new_tokens: int | None = None,
+) -> RunRecipe:
+    """Apply ``--limit``, ``--models`` and ``--max-new-tokens``.
 
     ``models`` turns the recipe into a local run: every prompted judge group judges with these
     models on the ``hf`` backend (its prompts and settings kept, backend options dropped since they
     belonged to the old backend), each reviewer becomes the first of them (and a review of a named
     judge is re-pointed at the same prompt of that model), and guard models are dropped (they are
     fixed models, not judge models one can swap). Tuned and reference judges stay.
+
+    ``max_new_tokens`` caps the generation budget of every judge group and reviewer: a recipe
+    written for large models lets ``cot`` reason for hundreds of tokens, which a small stand-in
+    model on a CPU spends mostly on rambling.
     """
     changes: dict[str, Any] = {}
     if limit is not None:
@@ -422,6 +432,19 @@ def scale_down(recipe: RunRecipe, *, limit: int | None = None, models: list[str]
             reviews.append(SecondLevelConfig(judge=judge, reviewer=reviewer))
         changes["second_level"] = reviews
         changes["guards"] = []
+    if max_new_tokens is not None:
+        if max_new_tokens < 1:
+            raise DataError("<command line>", None, "--max-new-tokens", "a positive integer", max_new_tokens)
+        judges = changes.get("judges", recipe.judges)
+        changes["judges"] = [
+            dataclasses.replace(g, max_new_tokens=min(g.max_new_tokens, max_new_tokens)) for g in judges
+        ]
+        reviews = changes.get("second_level", recipe.second_level)
+        capped = [min(r.reviewer.max_new_tokens, max_new_tokens) for r in reviews]
+        changes["second_level"] = [
+            dataclasses.replace(r, reviewer=dataclasses.replace(r.reviewer, max_new_tokens=n))
+            for r, n in zip(reviews, capped)
+        ]
     return dataclasses.replace(recipe, **changes) if changes else recipe
 
 

@@ -19,7 +19,7 @@
 Repeats: repeat ``r`` runs with seed ``seed + r``. A deterministic judge (reference judges, and
 greedy local models: see :meth:`JudgeEntry.deterministic`) is computed once per example and its
 result recorded for every repeat, so the store always holds every repeat and the metrics treat all
-judges alike.
+judges alike; so is a greedy review of such a judge.
 """
 
 from __future__ import annotations
@@ -333,22 +333,28 @@ class _Runner:
             self.summary.skip(pending, f"{entry.name} could not be built ({type(error).__name__}: {error})")
             self.bar.update(pending)
             return
+        # A greedy review of a first judge computed once is the same in every repeat: review once.
+        once = entry.deterministic() and first.deterministic()
+        all_repeats = list(range(self.recipe.repeats))
         for name, category in self.categories.items():
             kwargs = self.judge_kwargs(first, name)
-            for repeat in range(self.recipe.repeats):
+            for repeat in all_repeats[:1] if once else all_repeats:
+                written = all_repeats if once else [repeat]
+                missing = {str(e["id"]): e for r in written for e in self.missing(entry, name, r)}
                 todo = []
-                for example in self.missing(entry, name, repeat):
+                for example in missing.values():
                     previous = stored.get((first.name, name, str(example["id"]), repeat))
                     if previous is None:
-                        self.summary.skip(1, f"no first-level verdict of {first.name} to review")
-                        self.bar.update(1)
+                        self.summary.skip(len(written), f"no first-level verdict of {first.name} to review")
+                        self.bar.update(len(written))
                     else:
                         todo.append((example, previous))
                 for batch in _chunks(todo, entry.spec.batch_size):
                     examples = [example for example, _ in batch]
                     firsts = [_result_from_record(previous) for _, previous in batch]
                     results = _safe_judge(judge, examples, category, repeat, first_results=firsts, **kwargs)
-                    self.write([_record(entry, res, ex, name, repeat) for res, ex in zip(results, examples)])
+                    records = [_record(entry, res, ex, name, r) for r in written for res, ex in zip(results, examples)]
+                    self.write(records)
         del judge
         gc.collect()
 
@@ -418,6 +424,7 @@ def run_eval(
     data_root: str | Path | None = None,
     limit: int | None = None,
     models: list[str] | None = None,
+    max_new_tokens: int | None = None,
 ) -> RunSummary:
     """Run ``recipe`` into ``out_dir`` (resuming what a previous run there left undone).
 
@@ -427,11 +434,12 @@ def run_eval(
         data_root: folder that relative source paths of a data recipe are read from.
         limit: override of the recipe's per-category limit.
         models: replace the recipe's judge models (see :func:`evaluation.run_recipe.scale_down`).
+        max_new_tokens: cap of every judge's and reviewer's generation budget.
 
     Returns:
         The :class:`RunSummary` (its :meth:`RunSummary.line` is what the CLI prints).
     """
-    recipe = scale_down(recipe, limit=limit, models=models)
+    recipe = scale_down(recipe, limit=limit, models=models, max_new_tokens=max_new_tokens)
     check_recipe(recipe)
     data = load_run_data(recipe, data_root=data_root)
     entries = expand_judges(recipe)
@@ -531,8 +539,9 @@ def run_eval_file(
     data_root: str | Path | None = None,
     limit: int | None = None,
     models: list[str] | None = None,
+    max_new_tokens: int | None = None,
 ) -> str:
     """Load a run recipe file and run it (what ``judgeforge eval`` calls); returns the summary line."""
     recipe = load_run_recipe(recipe_path)
-    summary = run_eval(recipe, out_dir, data_root=data_root, limit=limit, models=models)
+    summary = run_eval(recipe, out_dir, data_root=data_root, limit=limit, models=models, max_new_tokens=max_new_tokens)
     return summary.line() + f"\nnext: judgeforge report {out_dir}"

@@ -75,7 +75,14 @@ def _export(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from evaluation.runs import run_eval_file
 
-    summary = run_eval_file(args.recipe, args.out, data_root=args.data_root, limit=args.limit, models=args.models)
+    summary = run_eval_file(
+        args.recipe,
+        args.out,
+        data_root=args.data_root,
+        limit=args.limit,
+        models=args.models,
+        max_new_tokens=args.max_new_tokens,
+    )
     print(summary)
     return 0
 
@@ -118,6 +125,7 @@ def _run(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         models=args.models,
         limit=args.limit,
+        max_new_tokens=args.max_new_tokens,
     )
 
 
@@ -168,6 +176,7 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-root")
     evaluate.add_argument("--limit", type=int, help="at most this many examples per category")
     evaluate.add_argument("--models", nargs="+", help="replace the recipe's judge models")
+    evaluate.add_argument("--max-new-tokens", type=int, help="cap every judge's and reviewer's generation budget")
     evaluate.set_defaults(handler=_eval)
 
     judge = commands.add_parser("judge", help="judge a CSV or JSON Lines file of victim transcripts")
@@ -195,6 +204,7 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the plan and check every name, run nothing")
     run.add_argument("--models", nargs="+", help="scale down: replace the recipe's judge models")
     run.add_argument("--limit", type=int, help="scale down: at most this many examples per category")
+    run.add_argument("--max-new-tokens", type=int, help="scale down: cap every judge's and reviewer's generation")
     run.set_defaults(handler=_run)
     return parser
 

@@ -272,7 +272,14 @@ def _describe_training(config: str, models: list[str] | None) -> str:
     return f"model={model} mode={mode} config={config}"
 
 
-def _dry_run(job: JobRecipe, out: Path, data_root: str | None, models: list[str] | None, limit: int | None) -> int:
+def _dry_run(
+    job: JobRecipe,
+    out: Path,
+    data_root: str | None,
+    models: list[str] | None,
+    limit: int | None,
+    max_new_tokens: int | None,
+) -> int:
     from evaluation.run_recipe import check_recipe, load_run_recipe, plan, scale_down
     from recipes.builders import build_datasets, load_data_recipe
     from training.sft import make_parser
@@ -295,7 +302,7 @@ def _dry_run(job: JobRecipe, out: Path, data_root: str | None, models: list[str]
         # The config that would run on this machine is parsed for real, as `judgeforge train` would.
         make_parser().parse_args_and_config(["--config", *_train_argv(stage, out / "data", judge_dir, models, None)])
         tuned.append((stage.name, models[0] if models else _training_keys(stage.config).get("model_name_or_path")))
-    recipe = scale_down(load_run_recipe(job.eval), limit=limit, models=models)
+    recipe = scale_down(load_run_recipe(job.eval), limit=limit, models=models, max_new_tokens=max_new_tokens)
     check_recipe(recipe, data_categories=categories)
     jobs = plan(recipe, categories=recipe.categories or categories)
     print(f"\n[eval] {job.eval}: {len(jobs)} jobs (judge x category x repeat), repeats={recipe.repeats}")
@@ -327,6 +334,7 @@ def run_pipeline(
     dry_run: bool = False,
     models: list[str] | None = None,
     limit: int | None = None,
+    max_new_tokens: int | None = None,
 ) -> int:
     """Run (or, with ``dry_run``, plan and check) a job recipe; returns the process exit code.
 
@@ -338,11 +346,12 @@ def run_pipeline(
         models: scale down: replace every judge and tuned base model with these.
         limit: scale down: at most this many evaluation examples per category (and that many training
             rows per category).
+        max_new_tokens: scale down: cap every judge's and reviewer's generation budget.
     """
     job = load_job_recipe(recipe or DEFAULT_JOB)
     out = Path(out_dir or Path("runs") / job.name)
     if dry_run:
-        return _dry_run(job, out, data_root, models, limit)
+        return _dry_run(job, out, data_root, models, limit, max_new_tokens)
     from evaluation.report import write_report
     from evaluation.run_recipe import DataConfig, load_run_recipe
     from evaluation.runs import run_eval
@@ -383,7 +392,9 @@ def run_pipeline(
     _banner(step, total, f"evaluate: {job.eval}")
     run = load_run_recipe(job.eval)
     run = dataclasses.replace(run, data=DataConfig(dir=str(data_dir)), tuned=[*run.tuned, *tuned_dirs])
-    summary = run_eval(run, out / "eval", data_root=data_root, limit=limit, models=models)
+    summary = run_eval(
+        run, out / "eval", data_root=data_root, limit=limit, models=models, max_new_tokens=max_new_tokens
+    )
     print(summary.line())
 
     step += 1

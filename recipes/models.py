@@ -14,12 +14,41 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 
-__all__ = ["ALIASES", "ModelAlias", "cache_dir", "resolve_model"]
+__all__ = ["ALIASES", "ModelAlias", "cache_dir", "fast_bf16", "resolve_model"]
 
 logger = logging.getLogger(__name__)
+
+
+def fast_bf16(device: str = "cpu") -> bool:
+    """Whether bfloat16 matrix multiplies run natively, and so faster than float32, on ``device``.
+
+    CUDA: torch's own check (compute capability 8 or more). CPU: the AVX-512 BF16 or AMX
+    instructions, which oneDNN uses (about 2x float32 on a Zen 4 core); elsewhere bfloat16 is
+    emulated and no faster than float32. Read from ``/proc/cpuinfo`` (False where it is absent).
+    """
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device != "cpu":
+        return False
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+@lru_cache(maxsize=1)
+def _cpu_flags() -> frozenset[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
 
 
 @dataclass(frozen=True)

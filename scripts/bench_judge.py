@@ -10,9 +10,10 @@ default ``criteria``: question, detailed criteria, verdict first, then a one-sen
 - ``naive``: one example at a time, ``model.generate`` (greedy) of the whole verdict JSON after the
   chat-templated prompt and the answer prefix ``{"verdict": "``, parsed with ``recipes.verdict``;
   fields cut to the project's default budget.
-- ``hf``: the backend as a run uses it: the verdict read from the logits of the verdict words'
-  first tokens in one forward pass, the category's shared system prefix computed once and its
-  cache reused, length-sorted batches of ``--batch-size``.
+- ``hf``: the backend as a run uses it, given each category's examples in one call: the verdict
+  read from the logits of the verdict words' first tokens in one forward pass, the category's
+  system prefix computed once and its cache reused (and so is any longer prefix several examples
+  share, such as a jailbreak template), length-sorted batches of ``--batch-size``.
 
 Per-field budget (``recipes.prompts.FieldBudget``; characters, about 4 a token; the head (40 %)
 and the tail of a long field are kept): the default is 1500 / 2000 / 600 characters (victim
@@ -25,8 +26,8 @@ budget costs in verdicts. The naive loop runs once, at the default budget, for b
 Reported per row: judgments/s of each path, the speed-up, agreement of the labels where the naive
 loop produced a valid verdict, tokens computed per judgment, and the efficiency: tokens the model
 computed per second x 2 x parameters, as a share of the float32 matmul rate measured in the same
-run (before and after; on a machine shared with other jobs both move, so the run interleaves the
-two paths chunk by chunk to give them the same conditions).
+run (before and after). On a machine shared with other jobs the rates move, so the hf judge runs
+twice, before and after the naive loop (each time from empty caches), and its time is the mean.
 """
 
 from __future__ import annotations
@@ -131,40 +132,42 @@ def run_naive(loaded, examples: list[dict], category, prompt: str, budget, max_n
     return results, tokens
 
 
-def _chunks(examples: list[dict], size: int) -> list[tuple[str, list[dict]]]:
+def run_fast(loaded, examples: list[dict], prompt: str, budget, batch_size: int) -> tuple[dict, float, int]:
+    """A fresh hf judge (empty caches) over every category in one call each: results, seconds, tokens."""
+    from recipes.categories import load_category
+
+    judge = build_fast_judge(loaded, prompt, budget, batch_size)
     by_category = defaultdict(list)
     for example in examples:
         by_category[example["category"]].append(example)
-    return [(name, rows[i : i + size]) for name, rows in by_category.items() for i in range(0, len(rows), size)]
+    results, tokens = {}, 0
+    start = time.perf_counter()
+    for name, rows in by_category.items():
+        for result in judge.judge(rows, load_category(name)):
+            results[result.example_id] = result
+            tokens += result.tokens
+    return results, time.perf_counter() - start, tokens
 
 
 def bench_kind(loaded, kind: str, examples: list[dict], args, naive_budget, fast_budgets: dict, params, peak) -> list:
-    """Time the naive loop and the hf judge (one per budget) on the same examples, interleaved.
+    """Time the naive loop and the hf judge (one per budget) on the same examples.
 
-    Chunks of one category alternate between the paths, so that load from other processes on a
-    shared machine falls on both alike. Each hf judge keeps its prefix cache across chunks, as in a
-    run, where a category is judged in one go.
+    The hf judge runs twice, before and after the naive loop, each time from empty caches, and its
+    time is the mean of the two, so that load from other processes on a shared machine falls on
+    both paths alike. Both runs must give the same labels.
     """
     from tqdm.auto import tqdm
 
     from recipes.categories import load_category
 
-    judges = {
-        name: build_fast_judge(loaded, args.prompt, budget, args.batch_size) for name, budget in fast_budgets.items()
-    }
-    fast = {name: {} for name in judges}
-    fast_s = dict.fromkeys(judges, 0.0)
-    fast_tokens = dict.fromkeys(judges, 0)
+    before = {name: run_fast(loaded, examples, args.prompt, b, args.batch_size) for name, b in fast_budgets.items()}
     naive, naive_s, naive_tokens = {}, 0.0, 0
+    by_category = defaultdict(list)
+    for example in examples:
+        by_category[example["category"]].append(example)
     with tqdm(total=len(examples), desc=f"{kind}: naive loop", unit="judgment") as bar:
-        for name, rows in _chunks(examples, args.chunk):
+        for name, rows in by_category.items():
             category = load_category(name)
-            for budget_name, judge in judges.items():
-                start = time.perf_counter()
-                for result in judge.judge(rows, category):
-                    fast[budget_name][result.example_id] = result
-                    fast_tokens[budget_name] += result.tokens
-                fast_s[budget_name] += time.perf_counter() - start
             start = time.perf_counter()
             verdicts, tokens = run_naive(
                 loaded, rows, category, args.prompt, naive_budget, args.naive_max_new_tokens, bar
@@ -172,6 +175,7 @@ def bench_kind(loaded, kind: str, examples: list[dict], args, naive_budget, fast
             naive_s += time.perf_counter() - start
             naive.update(verdicts)
             naive_tokens += tokens
+    after = {name: run_fast(loaded, examples, args.prompt, b, args.batch_size) for name, b in fast_budgets.items()}
     n = len(examples)
     valid = [e["id"] for e in examples if naive[e["id"]].valid]
 
@@ -179,25 +183,30 @@ def bench_kind(loaded, kind: str, examples: list[dict], args, naive_budget, fast
         return tokens / seconds * 2 * params / 1e9 / peak
 
     rows = []
-    for budget_name in judges:
-        agree = sum(fast[budget_name][i].label == naive[i].label for i in valid)
+    for budget_name in fast_budgets:
+        fast, first_s, fast_tokens = before[budget_name]
+        second, second_s, _ = after[budget_name]
+        fast_s = (first_s + second_s) / 2
+        same = sum(fast[i].label == second[i].label for i in fast)
+        agree = sum(fast[i].label == naive[i].label for i in valid)
         rows.append(
             {
                 "kind": kind,
                 "hf_budget": budget_name,
                 "n": n,
-                "categories": len({e["category"] for e in examples}),
-                "hf_judgments_per_s": n / fast_s[budget_name],
+                "categories": len(by_category),
+                "hf_judgments_per_s": n / fast_s,
                 "naive_judgments_per_s": n / naive_s,
-                "speedup": naive_s / fast_s[budget_name],
+                "speedup": naive_s / fast_s,
                 "naive_valid": len(valid),
                 "agreement": agree / len(valid) if valid else float("nan"),
-                "hf_tokens_per_judgment": fast_tokens[budget_name] / n,
+                "hf_runs_identical_labels": same / n,
+                "hf_tokens_per_judgment": fast_tokens / n,
                 "naive_tokens_per_judgment": naive_tokens / n,
-                "hf_efficiency": efficiency(fast_tokens[budget_name], fast_s[budget_name]),
+                "hf_efficiency": efficiency(fast_tokens, fast_s),
                 "naive_efficiency": efficiency(naive_tokens, naive_s),
-                "hf_positive_rate": sum(r.label == 1 for r in fast[budget_name].values()) / n,
-                "seconds": {"hf": fast_s[budget_name], "naive": naive_s},
+                "hf_positive_rate": sum(r.label == 1 for r in fast.values()) / n,
+                "seconds": {"hf_before": first_s, "hf_after": second_s, "naive": naive_s},
             }
         )
     return rows
@@ -221,7 +230,7 @@ def main(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    loaded = load_causal_lm("smollm2-135m")
+    loaded = load_causal_lm("smollm2-135m", dtype="float32")
     params = sum(p.numel() for p in loaded.model.parameters())
     peak = measure_matmul_gflops()
     default = FieldBudget()
@@ -278,7 +287,6 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-long", type=int, default=200, help="GPTFuzz examples (0: skip)")
     parser.add_argument("--prompt", default="criteria", help="a verdict-first template: basic, criteria, few_shot")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--chunk", type=int, default=25, help="examples per interleaved chunk")
     parser.add_argument("--long-budget", default="600/800", help="hf prompt/response characters on long rows")
     parser.add_argument("--naive-max-new-tokens", type=int, default=48, help="room for the whole verdict JSON")
     parser.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))

@@ -89,6 +89,12 @@ def tiny_model_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture
+def optional_shared_data() -> Path | None:
+    """The shared human-labelled data folder, or None when it is absent (for tests that run either way)."""
+    return SHARED_DATA if SHARED_DATA.is_dir() else None
+
+
+@pytest.fixture
 def shared_data() -> Path:
     """The shared human-labelled data folder; skips the test cleanly when it is absent."""
     if not SHARED_DATA.is_dir():

@@ -9,10 +9,13 @@ docstring.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import torch
 from trl import ModelConfig, SFTConfig
+
+from recipes.models import fast_bf16
 
 
 __all__ = ["JudgeArguments", "JudgeModelConfig", "JudgeSFTConfig"]
@@ -113,8 +116,11 @@ class JudgeSFTConfig(SFTConfig):
     Defaults that differ from TRL's ``SFTConfig``:
         - ``assistant_only_loss``: ``True`` instead of ``False``. Only the verdict answer (and the
           end-of-turn token) carries loss; the prompt is context, not a target.
-        - ``bf16``: ``None`` means bf16 only on a CUDA device that supports it, instead of always
-          (TRL's default fails on CPU machines, which have no native bf16 here).
+        - ``bf16``: ``None`` means bf16 mixed precision where the machine computes bf16 natively (a
+          CUDA device that supports it, or, with no GPU, a CPU with AVX-512 BF16 / AMX, where it is
+          about 1.7x faster than float32 for LoRA training), instead of always (TRL's default fails
+          on other CPUs; DeepSpeed on a CPU stays in float32). bf16 without a GPU sets ``use_cpu``,
+          which transformers requires.
         - ``gradient_checkpointing``: ``None`` instead of ``True``, so ``activation_checkpointing``
           (default off) decides. A 135M model needs no checkpointing and recomputing the forward
           pass costs a third of a CPU step; GPU recipes switch it on.
@@ -135,7 +141,7 @@ class JudgeSFTConfig(SFTConfig):
     )
     bf16: bool | None = field(
         default=None,
-        metadata={"help": "Use bf16 mixed precision. Default: on for CUDA devices that support it, off otherwise."},
+        metadata={"help": "bf16 mixed precision. Default: on where bf16 is native (recent GPUs, AVX-512 BF16 CPUs)."},
     )
     gradient_checkpointing: bool | None = field(
         default=None, metadata={"help": "Deprecated alias of `activation_checkpointing` (default off)."}
@@ -161,8 +167,14 @@ class JudgeSFTConfig(SFTConfig):
     def __post_init__(self):
         if self.eval_on_start is None:
             self.eval_on_start = str(self.eval_strategy) not in ("no", "IntervalStrategy.NO")
+        gpu = torch.cuda.is_available() and not self.use_cpu
+        # DeepSpeed (--deepspeed or `accelerate launch` with a DeepSpeed config) on a CPU runs through
+        # its own accelerator, which refuses use_cpu: float32 there.
+        deepspeed = bool(self.deepspeed) or os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true"
         if self.bf16 is None and not self.fp16:
-            self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not self.use_cpu)
+            self.bf16 = fast_bf16("cuda") if gpu else fast_bf16("cpu") and not deepspeed
+        if self.bf16 and not gpu and not deepspeed:
+            self.use_cpu = True
         super().__post_init__()
 
 

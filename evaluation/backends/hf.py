@@ -6,8 +6,9 @@ forward pass, which also gives P(positive). ``cot`` (or ``options.read: generate
 parses with ``recipes.verdict``. Either way the system part of the prompt, which every example of
 a category shares, is computed once and its cache reused (see :mod:`evaluation.backends.hf_engine`).
 
-Spec options: ``read`` (``auto`` | ``logits`` | ``generate``), ``dtype`` (``float32`` default;
-``bfloat16`` / ``float16`` honoured on CUDA only), ``device`` (``auto``), ``prefix_cache`` (True),
+Spec options: ``read`` (``auto`` | ``logits`` | ``generate``), ``dtype`` (``auto`` default:
+bfloat16 where the device computes it natively, a recent GPU or a CPU with AVX-512 BF16 / AMX, else
+float32; ``float32``, ``bfloat16``, or ``float16`` on CUDA only), ``device`` (``auto``), ``prefix_cache`` (True),
 ``force_prefix`` (True: generation also starts after the answer prefix), ``seed``, ``budget``.
 """
 
@@ -26,7 +27,7 @@ from evaluation.backends.hf_engine import CausalEngine
 from evaluation.judges import JudgeSpec
 from recipes.choices import ChoiceError, choice_token_ids
 from recipes.judge_card import JUDGE_CARD, JudgeCard
-from recipes.models import resolve_model
+from recipes.models import fast_bf16, resolve_model
 from recipes.prompts import RenderedPrompt
 
 
@@ -51,17 +52,19 @@ class LoadedModel:
 def _torch_dtype(name: str, device: str) -> Any:
     import torch
 
-    if name in ("auto", "float32", "fp32"):
+    if name == "auto":
+        return torch.bfloat16 if fast_bf16(device) else torch.float32
+    if name in ("float32", "fp32"):
         return torch.float32
     wanted = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
     if name not in wanted:
-        raise ValueError(f"<judge spec>: field 'options.dtype': expected float32, bfloat16 or float16, got {name!r}")
-    if not device.startswith("cuda"):
-        logger.warning(
-            "dtype %s asked for on %s; computing in float32 (this CPU has no fast half precision)", name, device
+        raise ValueError(
+            f"<judge spec>: field 'options.dtype': expected auto, float32, bfloat16 or float16, got {name!r}"
         )
-        return torch.float32
-    return wanted[name]
+    if device.startswith("cuda") or (wanted[name] == torch.bfloat16 and fast_bf16(device)):
+        return wanted[name]
+    logger.warning("dtype %s asked for on %s; computing in float32 (no native support there)", name, device)
+    return torch.float32
 
 
 def _resolve_device(name: str) -> str:
@@ -77,7 +80,7 @@ def _has_tokenizer(folder: Path) -> bool:
 
 
 @lru_cache(maxsize=2)
-def load_causal_lm(name: str, dtype: str = "float32", device: str = "auto") -> LoadedModel:
+def load_causal_lm(name: str, dtype: str = "auto", device: str = "auto") -> LoadedModel:
     """Load a judge model by alias, hub id, folder, LoRA adapter folder or tuned-judge folder.
 
     Cached (two models), so five prompts on one model load it once.
@@ -161,7 +164,7 @@ class HFJudge(PromptJudge):
     def __init__(self, spec: JudgeSpec, *, loaded: LoadedModel | None = None):
         options = spec.options
         loaded = loaded or load_causal_lm(
-            spec.model, str(options.get("dtype", "float32")), str(options.get("device", "auto"))
+            spec.model, str(options.get("dtype", "auto")), str(options.get("device", "auto"))
         )
         card = loaded.card
         super().__init__(

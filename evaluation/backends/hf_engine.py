@@ -9,6 +9,12 @@ Three savings, each checked against a plain forward pass in the tests:
   a BPE merge across the boundary can never change what the model sees.
 - **No decoding where a verdict can be read.** :meth:`CausalEngine.next_token_logprobs` gives the
   next-token log-probabilities of a few candidate ids after one forward pass.
+- **Prefixes shared by some items, computed once too** (when reading logits; generation keeps
+  one batch per category prefix, see :meth:`CausalEngine._plan`). Within a call, items whose token ids
+  share a further common prefix beyond the category's (the same jailbreak template before the
+  question, the same victim prompt answered by several models) are grouped, the group's prefix
+  is computed once on top of the category's cache, and later calls reuse any cached prefix their
+  items start with (LRU, ``max_prefixes`` entries).
 - **Batches sorted by length.** Items are grouped by prefix, sorted by suffix length and padded on
   the left *between* the prefix and the suffix; explicit position ids and an attention mask that
   spans prefix + suffix keep each row identical to its own unpadded forward pass, and every row
@@ -36,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 # A shared prefix shorter than this is not worth a cache entry.
 _MIN_PREFIX = 4
+# Items must share at least this many more tokens to get a prefix of their own.
+_MIN_SHARED = 32
 
 
 @dataclass
@@ -55,6 +63,8 @@ class _Item:
     ids: list[int]
     key: tuple[int, ...] | None
     split: int
+    parent: tuple[int, ...] | None = None
+    parent_split: int = 0
 
     @property
     def suffix(self) -> list[int]:
@@ -109,7 +119,13 @@ class CausalEngine:
         """Token ids of ``text`` exactly as written (no special tokens added)."""
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _plan(self, texts: Sequence[str], prefixes: Sequence[str | None] | None) -> list[_Item]:
+    def _plan(self, texts: Sequence[str], prefixes: Sequence[str | None] | None, share: bool) -> list[_Item]:
+        """Tokenize and give each item its cached prefix; ``share``: also longer prefixes some items share.
+
+        Generation leaves ``share`` off: a batch decodes one step at a time for all its rows, and a
+        step costs about as much for one row as for thirty, so sub-groups that would each decode
+        separately cost far more than the shared prefix saves.
+        """
         items = []
         for i, text in enumerate(texts):
             ids = self.encode(text)
@@ -126,7 +142,49 @@ class CausalEngine:
                 else:
                     split = 0
             items.append(_Item(i, ids, key, split))
+        if self.prefix_cache and share:
+            self._reuse_cached(items)
+            self._share(items)
         return items
+
+    def _reuse_cached(self, items: list[_Item]) -> None:
+        """Point items at the longest cached prefix they start with (from an earlier call)."""
+        for item in items:
+            for key in sorted(self._kv, key=len, reverse=True):
+                if item.split < len(key) < len(item.ids) and tuple(item.ids[: len(key)]) == key:
+                    item.key, item.split, item.parent, item.parent_split = key, len(key), None, 0
+                    break
+
+    def _share(self, items: list[_Item]) -> None:
+        """Give items that share a longer prefix than their current one a common prefix of their own."""
+        groups: dict[tuple, list[_Item]] = {}
+        for item in items:
+            groups.setdefault((item.key, item.split), []).append(item)
+        for (key, split), group in groups.items():
+            if len(group) < 2:
+                continue
+            ordered = sorted(group, key=lambda it: it.ids)
+            run = [ordered[0]]
+            for item in ordered[1:]:
+                if _common_prefix(run[0].ids, item.ids) >= split + _MIN_SHARED:
+                    run.append(item)
+                else:
+                    self._assign(run, key, split)
+                    run = [item]
+            self._assign(run, key, split)
+
+    @staticmethod
+    def _assign(run: list[_Item], key: tuple[int, ...] | None, split: int) -> None:
+        if len(run) < 2:
+            return
+        # Sorted ids: the first and last of a run share the shortest prefix of any pair in it.
+        length = min(_common_prefix(run[0].ids, run[-1].ids), min(len(it.ids) for it in run) - 1)
+        if length < split + _MIN_SHARED:
+            return
+        shared = tuple(run[0].ids[:length])
+        for item in run:
+            item.parent, item.parent_split = key, split
+            item.key, item.split = shared, length
 
     def _batches(self, items: list[_Item]) -> list[list[_Item]]:
         groups: dict[tuple, list[_Item]] = {}
@@ -140,25 +198,36 @@ class CausalEngine:
 
     # -- model calls -----------------------------------------------------------------------------
 
-    def _prefix_kv(self, key: tuple[int, ...]) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], int]:
+    def _prefix_kv(
+        self, key: tuple[int, ...], parent: tuple[int, ...] | None = None, parent_split: int = 0
+    ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], int]:
+        """The cache of ``key``: stored, or computed (on top of ``parent[:parent_split]`` if given)."""
         if key in self._kv:
             self._kv.move_to_end(key)
             return self._kv[key], 0
-        ids = torch.tensor([list(key)], device=self.device)
-        out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        cache, cost, start = None, 0, 0
+        if parent is not None and parent_split > 0:
+            parent_kv, cost = self._prefix_kv(parent)
+            cache = DynamicCache(
+                [(k[:, :, :parent_split], v[:, :, :parent_split]) for k, v in parent_kv], config=self.model.config
+            )
+            start = parent_split
+        ids = torch.tensor([list(key[start:])], device=self.device)
+        positions = torch.arange(start, len(key), device=self.device)[None]
+        out = self.model(input_ids=ids, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1)
         kv = [(layer.keys, layer.values) for layer in out.cache.layers]
         self._kv[key] = kv
         while len(self._kv) > self.max_prefixes:
             self._kv.popitem(last=False)
-        self.prefix_tokens_computed += len(key)
-        return kv, len(key)
+        self.prefix_tokens_computed += len(key) - start
+        return kv, cost + len(key) - start
 
     def _first_pass(self, batch: list[_Item]) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor, int]:
         """Run prefix (cached) + suffixes; return last-column logits, cache, mask, next positions, prefix cost."""
         split = batch[0].split
         cache, cost = None, 0
         if batch[0].key is not None:
-            kv, cost = self._prefix_kv(batch[0].key)
+            kv, cost = self._prefix_kv(batch[0].key, batch[0].parent, batch[0].parent_split)
             rows = len(batch)
             cache = DynamicCache(
                 [(k[:, :, :split].expand(rows, -1, -1, -1), v[:, :, :split].expand(rows, -1, -1, -1)) for k, v in kv],
@@ -220,7 +289,7 @@ class CausalEngine:
         """
         per_text = bool(candidate_ids) and isinstance(candidate_ids[0], list | tuple)
         outputs = [EngineOutput() for _ in texts]
-        items = self._check_lengths(self._plan(texts, prefixes), 0, outputs)
+        items = self._check_lengths(self._plan(texts, prefixes, share=True), 0, outputs)
         for batch in self._batches(items):
             try:
                 logits, _, _, _, cost = self._first_pass(batch)
@@ -256,7 +325,7 @@ class CausalEngine:
         outputs = [EngineOutput() for _ in texts]
         stops = torch.tensor(sorted(set(stop_ids)) or [-1], device=self.device)
         generator = torch.Generator(device=self.device).manual_seed(int(seed))
-        items = self._check_lengths(self._plan(texts, prefixes), max_new_tokens, outputs)
+        items = self._check_lengths(self._plan(texts, prefixes, share=False), max_new_tokens, outputs)
         for batch in self._batches(items):
             try:
                 self._generate_batch(batch, outputs, max_new_tokens, temperature, generator, stops)

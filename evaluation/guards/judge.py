@@ -65,7 +65,7 @@ class GuardJudge:
             raise ValueError("<judge spec>: field 'options.codes': 'strict' needs the codes, so set read: generate")
         self.variant = llama_guard.llama_guard_variant(spec.model)
         self.budget = budget_from_options(options)
-        loaded = load_causal_lm(spec.model, str(options.get("dtype", "float32")), str(options.get("device", "auto")))
+        loaded = load_causal_lm(spec.model, str(options.get("dtype", "auto")), str(options.get("device", "auto")))
         self.tokenizer = loaded.tokenizer
         self.engine = CausalEngine(
             loaded.model,

@@ -1,5 +1,6 @@
 """`judgeforge run`: the job recipe, the dry run of the paper recipe, and a scaled-down real run."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,43 @@ def test_dry_run_refuses_an_unknown_prompt_before_any_work(tmp_path, capsys):
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
     with pytest.raises(DataError, match="telepathy"):
         main(["run", str(tmp_path / "job.yaml"), "--out", str(tmp_path / "out"), "--dry-run"])
+
+
+@pytest.mark.slow
+def test_paper_recipe_scaled_down_runs_and_reuses_stages(optional_shared_data, tiny_model_dir, tmp_path, capsys):
+    """The paper job, scaled down: every stage really runs, on GPTFuzz/HaluEval/XSTest when present."""
+    if optional_shared_data:
+        job, extra = PAPER, ["--data-root", str(optional_shared_data)]
+    else:  # the same job on the embedded data, so the run is tested without the shared folder too
+        job, extra = tmp_path / "paper.yaml", []
+        recipe = yaml.safe_load(PAPER.read_text())
+        job.write_text(yaml.safe_dump({**recipe, "data": str(ROOT / "recipes" / "data" / "quickstart.yaml")}))
+    out = tmp_path / "paper-small"
+    argv = ["run", str(job), "--out", str(out), *extra]
+    argv += ["--models", tiny_model_dir, "--limit", "2", "--max-new-tokens", "12"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert (out / "eval" / "report.md").is_file() and (out / "eval" / "report.html").is_file()
+    stages = load_job_recipe(job).train
+    for stage in stages:
+        card = json.loads((out / "judges" / stage.name / "judge.json").read_text())
+        assert card["base_model"] == tiny_model_dir
+    records = [json.loads(line) for line in (out / "eval" / "results.jsonl").read_text().splitlines()]
+    judges = {r["judge"] for r in records}
+    assert {"reference/tfidf", "reference/refusal_phrases"} <= judges
+    assert sum(name.startswith("tuned:") for name in judges) == len(stages), judges
+    assert any("+review:" in name for name in judges), judges
+    prompted = {name.rsplit("/", 1)[-1] for name in judges if "/" in name and not name.startswith(("tuned", "ref"))}
+    assert {"basic", "criteria", "cot", "few_shot", "score"} <= prompted, judges
+    per_category: dict = {}
+    for r in records:
+        per_category.setdefault((r["judge"], r["category"], r["repeat"]), set()).add(r["example_id"])
+    assert {len(ids) for ids in per_category.values()} == {2}, "--limit 2 examples per category"
+    assert {r["repeat"] for r in records} == set(range(5))
+    assert "report:" in printed
+    # A second run reuses every finished stage and judges nothing again.
+    size = (out / "eval" / "results.jsonl").stat().st_size
+    assert main(argv) == 0
+    again = capsys.readouterr().out
+    assert again.count("reusing") == 1 + len(stages)
+    assert (out / "eval" / "results.jsonl").stat().st_size == size

@@ -190,10 +190,11 @@ EXAMPLES = [
 
 def test_shieldgemma_judge_reads_p_yes_from_logits(tiny_model_dir):
     category = load_category("data_leakage")
-    spec = JudgeSpec(tiny_model_dir, backend="guard", batch_size=2, options={"kind": "shieldgemma"})
+    options = {"kind": "shieldgemma", "dtype": "float32"}  # float32: compared with a forward pass at 1e-4
+    spec = JudgeSpec(tiny_model_dir, backend="guard", batch_size=2, options=options)
     judge = build_judge(spec)
     results = judge.judge(EXAMPLES, category)
-    loaded = load_causal_lm(tiny_model_dir)
+    loaded = load_causal_lm(tiny_model_dir, dtype="float32")
     vocab = loaded.tokenizer.get_vocab()
     ids = [vocab["Yes"], vocab["No"]]
     for example, result in zip(EXAMPLES, results):
@@ -209,10 +210,11 @@ def test_shieldgemma_judge_reads_p_yes_from_logits(tiny_model_dir):
 
 def test_llama_guard_judge_logits_and_generation(tiny_model_dir):
     category = load_category("malware")
-    options = {"kind": "llama_guard", "answer_prefix": "\n"}  # SmolLM2's tokenizer merges a blank line
+    # SmolLM2's tokenizer merges a blank line; float32 to compare with a forward pass at 1e-4.
+    options = {"kind": "llama_guard", "answer_prefix": "\n", "dtype": "float32"}
     judge = build_judge(JudgeSpec(tiny_model_dir, backend="guard", options=options))
     results = judge.judge(EXAMPLES[:2], category)
-    loaded = load_causal_lm(tiny_model_dir)
+    loaded = load_causal_lm(tiny_model_dir, dtype="float32")
     ids = choice_token_ids(loaded.tokenizer, "\n", ["unsafe", "safe"])
     for example, result in zip(EXAMPLES, results):
         text = render_llama_guard_prompt(example["prompt"], example["response"], ["S2", "S14"], "8b") + "\n"

@@ -13,6 +13,7 @@ from evaluation.metrics import compute_metric_rows
 from evaluation.run_recipe import RunRecipeError, load_run_recipe, parse_run_recipe, plan, scale_down
 from evaluation.runs import run_eval, run_eval_file
 from evaluation.store import RESULTS_FILE, read_results, record_key
+from recipes.schema import DataError
 
 
 def write_data(folder: Path, n_train: int = 8, n_test: int = 6) -> dict[str, str]:
@@ -131,6 +132,23 @@ def test_models_override_scales_a_recipe_down_to_local_models(tmp_path):
     assert (group.models, group.prompts, group.backend) == (["smollm2-135m"], ["basic", "cot", "score"], "hf")
     assert recipe.second_level[0].judge == "smollm2-135m/cot"
     assert {j.judge for j in plan(recipe)} >= {"smollm2-135m/score", "smollm2-135m/cot+review:smollm2-135m"}
+
+
+def test_max_new_tokens_caps_every_judge_and_reviewer_but_never_raises_a_budget(tmp_path):
+    data = base_recipe(
+        tmp_path,
+        judges=[
+            {"models": ["a"], "prompts": ["cot"], "backend": "fake", "max_new_tokens": 512},
+            {"models": ["b"], "prompts": ["basic"], "backend": "fake", "max_new_tokens": 8},
+        ],
+        second_level={"judge": "a/cot", "reviewer": {"model": "c", "backend": "fake", "max_new_tokens": 256}},
+    )
+    recipe = scale_down(parse_run_recipe(data), max_new_tokens=24)
+    assert [g.max_new_tokens for g in recipe.judges] == [24, 8]
+    assert recipe.second_level[0].reviewer.max_new_tokens == 24
+    assert recipe.second_level[0].judge == "a/cot"
+    with pytest.raises(DataError, match="--max-new-tokens"):
+        scale_down(parse_run_recipe(data), max_new_tokens=0)
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -272,6 +290,30 @@ def test_second_level_reviews_the_best_prompted_judge_from_the_store(tmp_path):
     assert [(r["example_id"], r["label"], r["human_label"]) for r in fixed] == [("test-jailbreak-1", 1, 1)] * 2
     again = run_eval(parse_run_recipe(data), tmp_path / "out")
     assert again.judged == 0
+
+
+def test_greedy_review_of_a_judge_computed_once_is_reviewed_once(tmp_path, monkeypatch):
+    from evaluation.second_level import SecondLevelJudge
+
+    once = {"deterministic": True}
+    data = base_recipe(
+        tmp_path,
+        repeats=3,
+        judges=[{"models": ["a"], "prompts": ["basic"], "backend": "fake", "options": once}],
+        second_level={"judge": "a/basic", "reviewer": {"model": "r", "backend": "fake", "options": once}},
+    )
+    reviewed = []
+    original = SecondLevelJudge.judge
+
+    def counting(self, examples, *args, **kwargs):
+        reviewed.extend(str(e["id"]) for e in examples)
+        return original(self, examples, *args, **kwargs)
+
+    monkeypatch.setattr(SecondLevelJudge, "judge", counting)
+    run_eval(parse_run_recipe(data), tmp_path / "out")
+    records = [r for r in read_results(tmp_path / "out") if r["kind"] == "second_level"]
+    assert sorted(reviewed) == sorted(set(reviewed)) and len(reviewed) == 12  # 12 examples, reviewed once each
+    assert len(records) == 12 * 3 and {r["repeat"] for r in records} == {0, 1, 2}
 
 
 def test_data_from_a_data_recipe_is_built_through_the_builders(tmp_path):

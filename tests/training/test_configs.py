@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from recipes.models import fast_bf16
 from training.configs import JudgeArguments, JudgeModelConfig, JudgeSFTConfig
 
 
@@ -17,11 +18,14 @@ FIELDS = {f.name for cls in (JudgeArguments, JudgeSFTConfig, JudgeModelConfig) f
 def test_judge_defaults_differ_from_trl_where_documented(tmp_path):
     args = JudgeSFTConfig(output_dir=str(tmp_path))
     assert args.assistant_only_loss is True
-    assert args.bf16 is False  # no CUDA here: TRL's own default (bf16=True) would fail on this CPU
+    # bf16 exactly where it is native (TRL's own default, always on, fails on CPUs without it).
+    assert args.bf16 is fast_bf16("cpu") and args.use_cpu is fast_bf16("cpu")
     assert args.activation_checkpointing is False and args.gradient_checkpointing is False
     assert args.train_sampling_strategy == "group_by_length"
     assert args.eval_on_start is True and args.learning_rate == 2e-4
     assert JudgeSFTConfig(output_dir=str(tmp_path), eval_strategy="no").eval_on_start is False
+    deepspeed = JudgeSFTConfig(output_dir=str(tmp_path), deepspeed=str(ROOT / "training/deepspeed/zero2.json"))
+    assert deepspeed.bf16 is False and deepspeed.use_cpu is False  # DeepSpeed on a CPU refuses use_cpu
     model = JudgeModelConfig(model_name_or_path="x")
     assert model.use_peft is True and model.lora_target_modules == "all-linear"
     for name in ("assistant_only_loss", "bf16", "gradient_checkpointing", "train_sampling_strategy", "eval_strategy"):
@@ -52,7 +56,7 @@ def test_quickstart_recipe_parses_with_overrides(parse):
     judge, sft, model = parse(["--config", str(recipe), "--learning_rate", "1e-3", "--lora_layers", "4"])
     assert model.model_name_or_path == "smollm2-135m" and model.use_peft
     assert sft.learning_rate == 1e-3 and judge.lora_layers == 4
-    assert sft.bf16 is False and sft.assistant_only_loss
+    assert sft.bf16 is fast_bf16("cpu") and sft.assistant_only_loss
 
 
 def test_unknown_config_key_is_rejected(parse, tmp_path):
@@ -100,3 +104,9 @@ def test_deepspeed_zero3_configs_gather_weights_on_save():
             # Without it a ZeRO-3 save holds empty partitions instead of weights.
             assert ds["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True, path.name
         assert ds["train_micro_batch_size_per_gpu"] == "auto" and ds["bf16"]["enabled"] == "auto"
+
+
+def test_accelerate_launched_deepspeed_stays_in_float32_on_a_cpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    args = JudgeSFTConfig(output_dir=str(tmp_path))
+    assert args.bf16 is False and args.use_cpu is False
