@@ -277,6 +277,10 @@ class _Runner:
     def missing(self, entry: JudgeEntry, category: str, repeat: int) -> list[dict]:
         return [e for e in self.data.examples[category] if not self.done((entry.name, category, str(e["id"]), repeat))]
 
+    def missing_in_any(self, entry: JudgeEntry, category: str, repeats: Sequence[int]) -> list[dict]:
+        """Examples missing in at least one of ``repeats``, once each (a judge computed once fills them all)."""
+        return list({str(e["id"]): e for r in repeats for e in self.missing(entry, category, r)}.values())
+
     def write(self, records: list[dict[str, Any]]) -> None:
         written = [r for r in records if not self.done(record_key(r))]
         self.store.append(written)
@@ -306,8 +310,8 @@ class _Runner:
         for name, category in self.categories.items():
             kwargs = self.judge_kwargs(entry, name)
             if entry.deterministic():
-                todo = {str(e["id"]): e for r in repeats for e in self.missing(entry, name, r)}
-                for batch in _chunks(sorted(todo.values(), key=lambda e: str(e["id"])), entry.spec.batch_size):
+                todo = sorted(self.missing_in_any(entry, name, repeats), key=lambda e: str(e["id"]))
+                for batch in _chunks(todo, entry.spec.batch_size):
                     results = _safe_judge(judge, batch, category, 0, **kwargs)
                     self.write([_record(entry, res, ex, name, r) for r in repeats for res, ex in zip(results, batch)])
                 continue
@@ -340,9 +344,8 @@ class _Runner:
             kwargs = self.judge_kwargs(first, name)
             for repeat in all_repeats[:1] if once else all_repeats:
                 written = all_repeats if once else [repeat]
-                missing = {str(e["id"]): e for r in written for e in self.missing(entry, name, r)}
                 todo = []
-                for example in missing.values():
+                for example in self.missing_in_any(entry, name, written):
                     previous = stored.get((first.name, name, str(example["id"]), repeat))
                     if previous is None:
                         self.summary.skip(len(written), f"no first-level verdict of {first.name} to review")

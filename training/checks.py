@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from recipes.models import ALIASES, resolve_model
+from training.configs import deepspeed_requested
 
 
 __all__ = [
@@ -87,8 +88,9 @@ def zero_stage(training_args: Any) -> int | None:
             which makes accelerate skip DeepSpeed while the model is already partitioned for it.
     """
     plugin = getattr(training_args, "deepspeed_plugin", None)
-    wanted = plugin is not None or training_args.deepspeed or os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true"
-    if wanted and (training_args.use_cpu or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")):
+    if deepspeed_requested(training_args) and (
+        training_args.use_cpu or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
+    ):
         raise ConfigError(
             "<config>",
             "use_cpu",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from trl import ModelConfig, SFTConfig
@@ -18,7 +19,16 @@ from trl import ModelConfig, SFTConfig
 from recipes.models import fast_bf16
 
 
-__all__ = ["JudgeArguments", "JudgeModelConfig", "JudgeSFTConfig"]
+__all__ = ["JudgeArguments", "JudgeModelConfig", "JudgeSFTConfig", "deepspeed_requested"]
+
+
+def deepspeed_requested(training_args: Any) -> bool:
+    """``--deepspeed``, ``accelerate launch`` with a DeepSpeed config, or a DeepSpeed plugin already built."""
+    return (
+        getattr(training_args, "deepspeed_plugin", None) is not None
+        or bool(training_args.deepspeed)
+        or os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true"
+    )
 
 
 @dataclass
@@ -170,7 +180,7 @@ class JudgeSFTConfig(SFTConfig):
         gpu = torch.cuda.is_available() and not self.use_cpu
         # DeepSpeed (--deepspeed or `accelerate launch` with a DeepSpeed config) on a CPU runs through
         # its own accelerator, which refuses use_cpu: float32 there.
-        deepspeed = bool(self.deepspeed) or os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true"
+        deepspeed = deepspeed_requested(self)
         if self.bf16 is None and not self.fp16:
             self.bf16 = fast_bf16("cuda") if gpu else fast_bf16("cpu") and not deepspeed
         if self.bf16 and not gpu and not deepspeed:

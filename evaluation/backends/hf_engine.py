@@ -149,8 +149,9 @@ class CausalEngine:
 
     def _reuse_cached(self, items: list[_Item]) -> None:
         """Point items at the longest cached prefix they start with (from an earlier call)."""
+        longest_first = sorted(self._kv, key=len, reverse=True)
         for item in items:
-            for key in sorted(self._kv, key=len, reverse=True):
+            for key in longest_first:
                 if item.split < len(key) < len(item.ids) and tuple(item.ids[: len(key)]) == key:
                     item.key, item.split, item.parent, item.parent_split = key, len(key), None, 0
                     break
