@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,10 +83,14 @@ class VerdictMetricsCallback(TrainerCallback):
         """Judge the subset with ``model`` now and return the report (does not log)."""
         was_training = model.training
         model.eval()
+        # The training precision (bf16 autocast where native), as the evaluation stage reads the
+        # judge; the two verdict logits themselves are computed in float32 (see judge_probes).
+        precision = self.trainer.accelerator.autocast() if self.trainer is not None else nullcontext()
         try:
-            p_positive = judge_probes(
-                model, self.probes, batch_size=self.batch_size, pad_id=self.pad_id, device=device
-            )
+            with precision:
+                p_positive = judge_probes(
+                    model, self.probes, batch_size=self.batch_size, pad_id=self.pad_id, device=device
+                )
         finally:
             if was_training:
                 model.train()
@@ -102,11 +107,11 @@ class VerdictMetricsCallback(TrainerCallback):
         self.reports.append(report)
         return report
 
-    def threshold(self) -> tuple[float, float]:
-        """The MCC-maximising P(positive) threshold on the last evaluation, and the F1 it gives."""
+    def threshold(self, metric: str = "mcc") -> tuple[float, float]:
+        """The ``metric``-maximising P(positive) threshold on the last evaluation, and the F1 it gives."""
         if self.last is None:
             return 0.5, 0.0
-        return best_threshold([p.label for p in self.probes], self.last.p_positive)
+        return best_threshold([p.label for p in self.probes], self.last.p_positive, metric)
 
     def write_verdicts(self, path: str | Path) -> Path:
         """Write the last evaluation's per-row P(positive) as JSON Lines (id, category, label, p_positive, reason)."""

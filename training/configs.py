@@ -47,14 +47,21 @@ class JudgeArguments:
         answer_only_head: project only the positions that carry loss through the LM head. A judge's
             loss sits on a dozen answer tokens after hundreds of prompt tokens, and TRL's fused head
             scores every position on machines without Triton (CPUs).
+        cache_frozen_layers: with ``lora_layers``, store each training row's output of the frozen
+            layers below the adapters on its first pass and replay it in later epochs, so an epoch
+            after the first runs only the adapted layers (memory: rows x tokens x hidden size x 4 bytes).
+        verdict_loss_only: put the loss on the verdict token alone instead of the whole answer
+            (the format tokens are learnt in a few steps and then dilute the verdict's gradient).
 
     Parameters that control the verdict metrics (see :mod:`training.callbacks`):
         verdict_eval_rows: size of the fixed validation subset judged at every evaluation (0: off).
         verdict_eval_batch_size: batch size of that judging pass.
         verdict_table_rows: how many sample verdicts go to the W&B table at each evaluation.
         eval_loss: also compute the loss on the same subset (one more forward pass per evaluation).
-        tune_threshold: after training, choose the P(positive) threshold that maximises MCC on the
-            subset (F1 would favour calling everything positive on few rows) and record it in ``judge.json``.
+        tune_threshold: after training, choose the P(positive) threshold that maximises
+            ``threshold_metric`` on the subset and record it in ``judge.json``.
+        threshold_metric: ``mcc`` (default: on few rows the F1-best threshold tends to call everything
+            positive) or ``f1`` (the metric judges are ranked by, for a validation split of a few hundred rows).
 
     Parameters that control tracking and the machine:
         wandb_project: W&B project (used when ``report_to`` includes ``wandb``).
@@ -84,6 +91,14 @@ class JudgeArguments:
         default=True,
         metadata={"help": "Compute the LM head only at positions that carry loss (the answer tokens)."},
     )
+    cache_frozen_layers: bool = field(
+        default=False,
+        metadata={"help": "Run the frozen layers below `lora_layers` once per training row, not once per epoch."},
+    )
+    verdict_loss_only: bool = field(
+        default=False,
+        metadata={"help": "Loss on the verdict token alone (default: on every answer token)."},
+    )
     verdict_eval_rows: int = field(
         default=64, metadata={"help": "Fixed validation subset judged at every evaluation (0 turns it off)."}
     )
@@ -97,7 +112,13 @@ class JudgeArguments:
     )
     tune_threshold: bool = field(
         default=True,
-        metadata={"help": "Choose the P(positive) threshold that maximises validation MCC; store it in judge.json."},
+        metadata={
+            "help": "Choose the threshold that maximises `threshold_metric` on validation (stored in judge.json)."
+        },
+    )
+    threshold_metric: str = field(
+        default="mcc",
+        metadata={"help": "What the tuned threshold maximises: 'mcc' (default) or 'f1'.", "choices": ["mcc", "f1"]},
     )
     wandb_project: str = field(default="judgeforge", metadata={"help": "W&B project (when report_to has wandb)."})
     wandb_tags: list[str] | None = field(default=None, metadata={"help": "W&B tags."})

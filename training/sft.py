@@ -195,7 +195,7 @@ def _write_outputs(
     if callback is not None and callback.last is not None:
         callback.write_verdicts(output_dir / "validation_verdicts.jsonl")
         if judge_args.tune_threshold:
-            threshold, metrics["f1_at_threshold"] = callback.threshold()
+            threshold, metrics["f1_at_threshold"] = callback.threshold(judge_args.threshold_metric)
     card = JudgeCard(
         base_model=model_args.model_name_or_path,
         prompt_template=data.card["prompt_template"],
@@ -226,6 +226,7 @@ def main(judge_args: Any, training_args: Any, model_args: Any) -> Path:
     from training.callbacks import VerdictMetricsCallback
     from training.chat_template import install_training_template
     from training.checks import (
+        ConfigError,
         check_output_dir,
         check_quantization,
         last_complete_checkpoint,
@@ -234,6 +235,7 @@ def main(judge_args: Any, training_args: Any, model_args: Any) -> Path:
     )
     from training.data import fixed_subset, load_sft_data
     from training.trainer import JudgeSFTTrainer
+    from training.verdict_loss import verdict_token_ids
 
     # Checks that need no model weights.
     output_dir = check_output_dir(training_args.output_dir)
@@ -242,6 +244,11 @@ def main(judge_args: Any, training_args: Any, model_args: Any) -> Path:
     if stage is not None:
         logger.info("DeepSpeed ZeRO-%d on %d process(es)", stage, training_args.world_size)
     check_quantization(model_args, stage)
+    if judge_args.cache_frozen_layers and not (model_args.use_peft and judge_args.lora_layers and stage != 3):
+        got = {"use_peft": model_args.use_peft, "lora_layers": judge_args.lora_layers, "zero_stage": stage}
+        raise ConfigError("<config>", "cache_frozen_layers", "use_peft with lora_layers, and no ZeRO-3", got)
+    if judge_args.verdict_loss_only and training_args.padding_free:
+        raise ConfigError("<config>", "verdict_loss_only", "padded batches (padding_free: false)", True)
     data = load_sft_data(
         judge_args.data_dir,
         categories=judge_args.categories,
@@ -305,6 +312,8 @@ def main(judge_args: Any, training_args: Any, model_args: Any) -> Path:
         callbacks=[callback] if callback else None,
         answer_only_head=judge_args.answer_only_head,
         eval_loss=judge_args.eval_loss,
+        cache_frozen_layers=judge_args.cache_frozen_layers,
+        verdict_ids=verdict_token_ids(tokenizer, data.verdict_words) if judge_args.verdict_loss_only else None,
     )
     if callback is not None:
         callback.trainer = trainer

@@ -10,7 +10,8 @@ as invalid and never scored.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from sklearn.metrics import accuracy_score, matthews_corrcoef, precision_recall_
 
 from recipes.choices import ChoiceError, choice_token_ids, render_chat
 from recipes.verdict import VERDICT_PREFIX
+from training.lm_head import supports_answer_only_head
 
 
 __all__ = ["VerdictProbe", "best_threshold", "compute_verdict_metrics", "judge_probes", "prepare_probes"]
@@ -80,6 +82,22 @@ def prepare_probes(
 
 
 @torch.no_grad()
+@contextmanager
+def _head_input(model: Any) -> Iterator[tuple[list[torch.Tensor], Any]]:
+    """Collects the LM head's input during a forward pass, where the head is a plain projection."""
+    seen: list[torch.Tensor] = []
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = base.get_output_embeddings()
+    if not supports_answer_only_head(base) or not isinstance(head, torch.nn.Linear):
+        yield seen, head
+        return
+    handle = head.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach()))
+    try:
+        yield seen, head
+    finally:
+        handle.remove()
+
+
 def judge_probes(
     model: Any, probes: Sequence[VerdictProbe], *, batch_size: int, pad_id: int, device: Any = None
 ) -> list[float | None]:
@@ -101,15 +119,25 @@ def judge_probes(
             ids[row, width - len(tokens) :] = torch.tensor(tokens)
             mask[row, width - len(tokens) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = model(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            position_ids=positions.to(device),
-            logits_to_keep=1,
-            use_cache=False,
-        ).logits[:, -1, :]
+        with _head_input(model) as (seen, head):
+            logits = model(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                position_ids=positions.to(device),
+                logits_to_keep=1,
+                use_cache=False,
+            ).logits[:, -1, :]
         choice = torch.tensor([probes[i].choice_ids for i in batch], device=logits.device)
-        pair = logits.float().gather(-1, choice)
+        if seen:
+            # The two verdict logits in float32: under bf16 autocast a logit of ~20 is rounded to
+            # 1/8, which leaves P(positive) a few dozen distinct values to choose a threshold from.
+            hidden = seen[-1][:, -1, :].float()
+            weight = head.weight.float()[choice]  # (rows, 2, hidden)
+            pair = torch.einsum("rh,rch->rc", hidden, weight)
+            if getattr(head, "bias", None) is not None:
+                pair = pair + head.bias.float()[choice]
+        else:
+            pair = logits.float().gather(-1, choice)
         p_positive = torch.softmax(pair, dim=-1)[:, 0].tolist()
         for i, p in zip(batch, p_positive):
             result[i] = p
@@ -147,23 +175,35 @@ def compute_verdict_metrics(
     return metrics
 
 
-def best_threshold(labels: Sequence[int], p_positive: Sequence[float | None]) -> tuple[float, float]:
-    """The P(positive) threshold with the highest MCC on these rows, and the F1 it gives.
+def best_threshold(
+    labels: Sequence[int], p_positive: Sequence[float | None], metric: str = "mcc"
+) -> tuple[float, float]:
+    """The P(positive) threshold with the highest ``metric`` (``mcc`` or ``f1``) on these rows, and its F1.
 
-    MCC rather than F1 picks the threshold: on a few dozen rows the F1-best threshold is often the
-    degenerate "call almost everything positive" (F1 = 2p/(1+p) at prevalence p), which MCC scores
-    zero. Ties go to the threshold closest to 0.5, so a flat curve keeps the neutral choice.
+    MCC is the default: on a few dozen rows the F1-best threshold is often the degenerate "call
+    almost everything positive" (F1 = 2p/(1+p) at prevalence p), which MCC scores zero. F1 is for
+    a validation split large enough to trust, when F1 is what the judge is ranked by. Ties go to
+    the threshold closest to 0.5, so a flat curve keeps the neutral choice.
     """
+    if metric not in ("mcc", "f1"):
+        raise ValueError(f"<config>: field 'threshold_metric': expected mcc or f1, got {metric!r}")
     valid = [(y, p) for y, p in zip(labels, p_positive) if p is not None]
     if not valid or len({y for y, _ in valid}) < 2:
         return 0.5, compute_verdict_metrics(labels, p_positive).get("f1", 0.0)
     y_true = np.array([y for y, _ in valid])
     scores = np.array([p for _, p in valid])
-    best, best_mcc = 0.5, matthews_corrcoef(y_true, (scores >= 0.5).astype(int))
+
+    def score(threshold: float) -> float:
+        predicted = (scores >= threshold).astype(int)
+        if metric == "mcc":
+            return float(matthews_corrcoef(y_true, predicted))
+        return float(precision_recall_fscore_support(y_true, predicted, average="binary", zero_division=0)[2])
+
+    best, best_score = 0.5, score(0.5)
     for candidate in sorted(set(scores.tolist())):
-        mcc = matthews_corrcoef(y_true, (scores >= candidate).astype(int))
-        if mcc > best_mcc + 1e-12 or (abs(mcc - best_mcc) <= 1e-12 and abs(candidate - 0.5) < abs(best - 0.5)):
-            best, best_mcc = float(candidate), mcc
+        value = score(candidate)
+        if value > best_score + 1e-12 or (abs(value - best_score) <= 1e-12 and abs(candidate - 0.5) < abs(best - 0.5)):
+            best, best_score = float(candidate), value
     _, _, f1, _ = precision_recall_fscore_support(
         y_true, (scores >= best).astype(int), average="binary", zero_division=0
     )

@@ -9,6 +9,8 @@ a category shares, is computed once and its cache reused (see :mod:`evaluation.b
 Spec options: ``read`` (``auto`` | ``logits`` | ``generate``), ``dtype`` (``auto`` default:
 bfloat16 where the device computes it natively, a recent GPU or a CPU with AVX-512 BF16 / AMX, else
 float32; ``float32``, ``bfloat16``, or ``float16`` on CUDA only), ``device`` (``auto``), ``prefix_cache`` (True),
+``max_batch_tokens`` (16384: rows x positions per batch, the bound on cache memory), ``float32_head``
+(True: a 16-bit model projects onto the vocabulary in float32, so P(positive) is not coarsely rounded),
 ``force_prefix`` (True: generation also starts after the answer prefix), ``seed``, ``budget``.
 """
 
@@ -79,11 +81,36 @@ def _has_tokenizer(folder: Path) -> bool:
     return any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"))
 
 
+def _float32_head(model: Any) -> None:
+    """Give a bfloat16 / float16 model a float32 copy of its output projection.
+
+    A verdict read from logits is a softmax over two of them. Logits of 20 or so in bfloat16 are
+    rounded to 1/8, which leaves P(positive) a few dozen distinct values: too coarse to choose a
+    threshold from. The copy (vocabulary x hidden size in float32) is untied from the input
+    embeddings, which stay in the model's dtype; the head's input is upcast.
+    """
+    import torch
+
+    head = model.get_output_embeddings()
+    if not isinstance(head, torch.nn.Linear) or head.weight.dtype == torch.float32:
+        return
+    wide = torch.nn.Linear(
+        head.in_features, head.out_features, bias=head.bias is not None, device=head.weight.device, dtype=torch.float32
+    )
+    with torch.no_grad():
+        wide.weight.copy_(head.weight.float())
+        if head.bias is not None:
+            wide.bias.copy_(head.bias.float())
+    wide.register_forward_pre_hook(lambda module, args: (args[0].float(), *args[1:]))
+    model.set_output_embeddings(wide)
+
+
 @lru_cache(maxsize=2)
-def load_causal_lm(name: str, dtype: str = "auto", device: str = "auto") -> LoadedModel:
+def load_causal_lm(name: str, dtype: str = "auto", device: str = "auto", float32_head: bool = True) -> LoadedModel:
     """Load a judge model by alias, hub id, folder, LoRA adapter folder or tuned-judge folder.
 
-    Cached (two models), so five prompts on one model load it once.
+    Cached (two models), so five prompts on one model load it once. ``float32_head``: project onto
+    the vocabulary in float32 when the model computes in a 16-bit type (see :func:`_float32_head`).
 
     Raises:
         ValueError: when a folder is neither a model, an adapter nor a tuned judge.
@@ -120,6 +147,8 @@ def load_causal_lm(name: str, dtype: str = "auto", device: str = "auto") -> Load
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device).eval()
+    if float32_head:
+        _float32_head(model)
     return LoadedModel(model=model, tokenizer=tokenizer, card=card, source=name)
 
 
@@ -164,7 +193,10 @@ class HFJudge(PromptJudge):
     def __init__(self, spec: JudgeSpec, *, loaded: LoadedModel | None = None):
         options = spec.options
         loaded = loaded or load_causal_lm(
-            spec.model, str(options.get("dtype", "auto")), str(options.get("device", "auto"))
+            spec.model,
+            str(options.get("dtype", "auto")),
+            str(options.get("device", "auto")),
+            bool(options.get("float32_head", True)),
         )
         card = loaded.card
         super().__init__(
@@ -186,6 +218,7 @@ class HFJudge(PromptJudge):
             self.tokenizer,
             batch_size=spec.batch_size,
             prefix_cache=bool(options.get("prefix_cache", True)),
+            max_batch_tokens=int(options.get("max_batch_tokens", 16384)),
         )
         self.stop_ids = stop_token_ids(self.tokenizer, self.model)
         self._system_prefix: dict[tuple[str, str], str] = {}

@@ -19,6 +19,9 @@ Three savings, each checked against a plain forward pass in the tests:
   the left *between* the prefix and the suffix; explicit position ids and an attention mask that
   spans prefix + suffix keep each row identical to its own unpadded forward pass, and every row
   ends at the last column, so the next-token logits and incremental decoding need no gathering.
+  A batch holds at most ``batch_size`` rows and ``max_batch_tokens`` cached positions (rows x
+  (prefix + longest suffix + tokens to generate)): the prefix cache is copied into every row, so
+  a long few-shot prefix at a large batch size would otherwise decide the peak memory.
 
 Token accounting: each item is charged its suffix tokens plus the tokens it generated; a prefix
 is charged once, to the first item whose batch computed it. Padding is never counted.
@@ -87,6 +90,7 @@ class CausalEngine:
         tokenizer: its tokenizer; texts are tokenized without adding special tokens (chat
             templates already hold them).
         batch_size: rows per forward pass.
+        max_batch_tokens: cached positions per batch (rows x full length), which bounds memory.
         prefix_cache: reuse shared-prefix key/value caches (off: every token is computed).
         max_prefixes: how many distinct prefix caches to keep (LRU).
     """
@@ -97,12 +101,14 @@ class CausalEngine:
         tokenizer: Any,
         *,
         batch_size: int = 8,
+        max_batch_tokens: int = 16384,
         prefix_cache: bool = True,
         max_prefixes: int = 16,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_size = max(1, int(batch_size))
+        self.max_batch_tokens = max(1, int(max_batch_tokens))
         self.prefix_cache = prefix_cache
         self.max_prefixes = max_prefixes
         self.device = next(model.parameters()).device
@@ -187,14 +193,23 @@ class CausalEngine:
             item.parent, item.parent_split = key, split
             item.key, item.split = shared, length
 
-    def _batches(self, items: list[_Item]) -> list[list[_Item]]:
+    def _batches(self, items: list[_Item], extra: int = 0) -> list[list[_Item]]:
+        """Length-sorted batches per prefix, cut at ``batch_size`` rows or ``max_batch_tokens`` positions."""
         groups: dict[tuple, list[_Item]] = {}
         for item in items:
             groups.setdefault((item.key, item.split), []).append(item)
-        batches = []
+        batches: list[list[_Item]] = []
         for group in groups.values():
             group.sort(key=lambda it: len(it.suffix), reverse=True)
-            batches.extend(group[i : i + self.batch_size] for i in range(0, len(group), self.batch_size))
+            batch: list[_Item] = []
+            for item in group:
+                # The first row of a batch is its longest: every row is padded to its length.
+                length = batch[0].split + len(batch[0].suffix) + extra if batch else 0
+                if batch and (len(batch) >= self.batch_size or (len(batch) + 1) * length > self.max_batch_tokens):
+                    batches.append(batch)
+                    batch = []
+                batch.append(item)
+            batches.append(batch)
         return batches
 
     # -- model calls -----------------------------------------------------------------------------
@@ -327,7 +342,7 @@ class CausalEngine:
         stops = torch.tensor(sorted(set(stop_ids)) or [-1], device=self.device)
         generator = torch.Generator(device=self.device).manual_seed(int(seed))
         items = self._check_lengths(self._plan(texts, prefixes, share=False), max_new_tokens, outputs)
-        for batch in self._batches(items):
+        for batch in self._batches(items, extra=max_new_tokens):
             try:
                 self._generate_batch(batch, outputs, max_new_tokens, temperature, generator, stops)
             except (RuntimeError, ValueError, IndexError) as error:

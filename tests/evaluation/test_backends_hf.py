@@ -327,3 +327,48 @@ def test_generation_keeps_items_sharing_a_longer_prefix_in_one_batch(tiny, monke
     monkeypatch.setattr(engine, "_generate_batch", lambda batch, *a: (batches.append(len(batch)), original(batch, *a)))
     out = engine.generate(texts, prefixes=[system] * 4, max_new_tokens=3)
     assert batches == [4] and all(len(o.token_ids) == 3 for o in out)
+
+
+def test_batches_are_cut_at_the_token_budget_and_results_do_not_change(tiny, monkeypatch):
+    model, tokenizer = tiny
+    system = "<|im_start|>system\nJudge the transcript.<|im_end|>\n<|im_start|>user\n"
+    texts = [system + "word " * (5 + 3 * i) for i in range(6)]
+    full = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    budget = 2 * max(full) + 4  # room for two of the longest rows, never three
+    engine = CausalEngine(model, tokenizer, batch_size=6, max_batch_tokens=budget)
+    widths = []
+    original = engine._first_pass
+
+    def spy(batch):
+        widths.append((len(batch), batch[0].split + max(len(it.suffix) for it in batch)))
+        return original(batch)
+
+    monkeypatch.setattr(engine, "_first_pass", spy)
+    bounded = engine.next_token_logprobs(texts, [3, 4], prefixes=[system] * 6)
+    assert len(widths) > 1 and all(rows * width <= budget for rows, width in widths)
+    assert sum(rows for rows, _ in widths) == 6
+    unbounded = CausalEngine(model, tokenizer, batch_size=6).next_token_logprobs(texts, [3, 4], prefixes=[system] * 6)
+    for a, b in zip(bounded, unbounded):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+    # Generation counts the tokens still to come: a budget below one row's needs gives single rows.
+    widths.clear()
+    engine.generate(texts[:3], prefixes=[system] * 3, max_new_tokens=budget)
+    assert [rows for rows, _ in widths] == [1, 1, 1]
+
+
+@pytest.mark.skipif(not fast_bf16("cpu"), reason="bfloat16 is not native on this CPU (the model loads in float32)")
+def test_bfloat16_model_reads_verdicts_through_a_float32_head(tiny_model_dir, jailbreak):
+    load_causal_lm.cache_clear()
+    wide = load_causal_lm(tiny_model_dir, "bfloat16")
+    narrow = load_causal_lm(tiny_model_dir, "bfloat16", "auto", False)
+    assert wide.model.get_output_embeddings().weight.dtype == torch.float32
+    assert narrow.model.get_output_embeddings().weight.dtype == torch.bfloat16
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        logits = wide.model(input_ids=ids, logits_to_keep=1).logits[0, -1]
+        rounded = narrow.model(input_ids=ids, logits_to_keep=1).logits[0, -1]
+    assert logits.dtype == torch.float32 and rounded.dtype == torch.bfloat16
+    # Same model, same answer, only the rounding of the logits differs.
+    assert torch.allclose(logits, rounded.float(), atol=0.1)
+    assert not torch.equal(logits, logits.bfloat16().float())
+    load_causal_lm.cache_clear()

@@ -52,6 +52,10 @@ def test_best_threshold_does_not_call_everything_positive_on_noise():
     threshold, f1 = best_threshold(labels, scores)
     assert threshold > min(scores)
     assert sum(s >= threshold for s in scores) < len(scores)
+    # Asked for F1, it does pick that threshold: the metric is the user's choice.
+    assert best_threshold(labels, scores, "f1") == (0.05, pytest.approx(6 / 11))
+    with pytest.raises(ValueError, match="threshold_metric"):
+        best_threshold(labels, scores, "accuracy")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,110 @@
+"""The frozen layer cache: replayed rows are exactly what the frozen layers compute, and it saves them."""
+
+import json
+import logging
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from training.frozen_cache import FrozenLayerCache, frozen_bottom_layers
+
+
+def _top_layer_lora(tiny_model_dir):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    names = [f"model.layers.1.self_attn.{m}" for m in ("q_proj", "v_proj")] + ["model.layers.1.mlp.down_proj"]
+    model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=names, init_lora_weights=False))
+    return model
+
+
+def _batch(rows, width):
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, row in enumerate(rows):
+        ids[r, : len(row)] = torch.tensor(row)
+        mask[r, : len(row)] = 1
+    labels = ids.masked_fill(mask == 0, -100)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def _loss_and_grads(model, batch):
+    model.zero_grad()
+    loss = model(**batch).loss
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    return loss.detach(), grads
+
+
+def test_replayed_rows_give_the_same_loss_and_gradients(tiny_model_dir):
+    model = _top_layer_lora(tiny_model_dir)
+    assert frozen_bottom_layers(model) == 1
+    rows = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [14, 15, 16, 17]]
+    reference = _loss_and_grads(model.train(), _batch(rows, 6))
+
+    cache = FrozenLayerCache(model, 1)
+    calls = []
+    original = cache._originals[0]
+    cache._originals[0] = lambda *a, **k: (calls.append(1), original(*a, **k))[1]
+    first = _loss_and_grads(model, _batch(rows, 6))
+    # Another epoch: other batch partners and padding width; the rows are replayed, not computed.
+    again = _loss_and_grads(model, _batch([rows[2], rows[0]], 8))
+    alone = _loss_and_grads(model, _batch([rows[1]], 3))
+    assert len(calls) == 1 and (cache.hits, cache.misses) == (3, 3)
+    for (loss, grads), expected in ((first, reference), (again, None), (alone, None)):
+        assert torch.isfinite(loss)
+        if expected is not None:
+            assert torch.allclose(loss, expected[0]) and all(torch.allclose(grads[n], expected[1][n]) for n in grads)
+    cache.remove()
+    uncached_again = _loss_and_grads(model, _batch([rows[2], rows[0]], 8))
+    assert torch.allclose(again[0], uncached_again[0], atol=1e-6)
+    assert all(torch.allclose(again[1][n], uncached_again[1][n], atol=1e-6) for n in again[1])
+
+
+def test_eval_mode_and_left_padding_are_computed_not_cached(tiny_model_dir):
+    model = _top_layer_lora(tiny_model_dir)
+    cache = FrozenLayerCache(model, 1)
+    with torch.no_grad():
+        model.eval()(**_batch([[5, 6, 7]], 3))
+        model.train()
+        left = _batch([[5, 6, 7], [8, 9]], 3)
+        left["input_ids"][1] = torch.tensor([0, 8, 9])
+        left["attention_mask"][1] = torch.tensor([0, 1, 1])
+        model(input_ids=left["input_ids"], attention_mask=left["attention_mask"])
+    assert (cache.hits, cache.misses) == (0, 0)
+
+
+def test_a_trainable_layer_below_is_refused(tiny_model_dir):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj"]))  # every layer adapted
+    assert frozen_bottom_layers(model) == 0
+    with pytest.raises(ValueError, match="expected 1 to 0 layers"):
+        FrozenLayerCache(model, 1)
+
+
+def test_training_with_the_cache_matches_training_without(train, run_argv, tmp_path, caplog):
+    def run(name, *extra):
+        # float32: bfloat16 matmuls round differently for other batch shapes, which hides exactness.
+        argv = run_argv(
+            "--lora_layers", "1", "--max_steps", "18", "--bf16", "false", *extra, output_dir=tmp_path / name
+        )
+        out = train(argv)
+        history = json.loads((out / "trainer_state.json").read_text(encoding="utf-8"))["log_history"]
+        return [e["loss"] for e in history if "loss" in e], load_file(str(out / "adapter_model.safetensors"))
+
+    plain_losses, plain_adapter = run("plain")
+    with caplog.at_level(logging.INFO, logger="training.trainer"):
+        cached_losses, cached_adapter = run("cached", "--cache_frozen_layers", "true")
+    # 24 rows, 6 steps an epoch: stored before training, replayed in each of the three epochs.
+    assert "stored 24 training rows" in caplog.text
+    assert "72 training rows replayed, 24 computed" in caplog.text
+    assert cached_losses == pytest.approx(plain_losses, rel=1e-4, abs=1e-5)
+    assert all(torch.allclose(cached_adapter[k], plain_adapter[k], atol=1e-5) for k in plain_adapter)
+
+
+def test_the_cache_needs_lora_on_top_layers(train, run_argv, tmp_path):
+    from training.checks import ConfigError
+
+    with pytest.raises(ConfigError, match="cache_frozen_layers"):
+        train(run_argv("--cache_frozen_layers", "true", output_dir=tmp_path / "x"))
