@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,14 +82,10 @@ class VerdictMetricsCallback(TrainerCallback):
         """Judge the subset with ``model`` now and return the report (does not log)."""
         was_training = model.training
         model.eval()
-        # The training precision (bf16 autocast where native), as the evaluation stage reads the
-        # judge; the two verdict logits themselves are computed in float32 (see judge_probes).
-        precision = self.trainer.accelerator.autocast() if self.trainer is not None else nullcontext()
         try:
-            with precision:
-                p_positive = judge_probes(
-                    model, self.probes, batch_size=self.batch_size, pad_id=self.pad_id, device=device
-                )
+            p_positive = judge_probes(
+                model, self.probes, batch_size=self.batch_size, pad_id=self.pad_id, device=device
+            )
         finally:
             if was_training:
                 model.train()

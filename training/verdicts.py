@@ -81,7 +81,6 @@ def prepare_probes(
     return probes
 
 
-@torch.no_grad()
 @contextmanager
 def _head_input(model: Any) -> Iterator[tuple[list[torch.Tensor], Any]]:
     """Collects the LM head's input during a forward pass, where the head is a plain projection."""
@@ -98,6 +97,7 @@ def _head_input(model: Any) -> Iterator[tuple[list[torch.Tensor], Any]]:
         handle.remove()
 
 
+@torch.no_grad()
 def judge_probes(
     model: Any, probes: Sequence[VerdictProbe], *, batch_size: int, pad_id: int, device: Any = None
 ) -> list[float | None]:
@@ -132,10 +132,11 @@ def judge_probes(
             # The two verdict logits in float32: under bf16 autocast a logit of ~20 is rounded to
             # 1/8, which leaves P(positive) a few dozen distinct values to choose a threshold from.
             hidden = seen[-1][:, -1, :].float()
-            weight = head.weight.float()[choice]  # (rows, 2, hidden)
-            pair = torch.einsum("rh,rch->rc", hidden, weight)
-            if getattr(head, "bias", None) is not None:
-                pair = pair + head.bias.float()[choice]
+            with torch.autocast(device_type=hidden.device.type, enabled=False):
+                weight = head.weight.float()[choice]  # (rows, 2, hidden)
+                pair = torch.einsum("rh,rch->rc", hidden, weight)
+                if getattr(head, "bias", None) is not None:
+                    pair = pair + head.bias.float()[choice]
         else:
             pair = logits.float().gather(-1, choice)
         p_positive = torch.softmax(pair, dim=-1)[:, 0].tolist()

@@ -78,6 +78,37 @@ def test_batched_left_padded_verdicts_match_one_by_one(tiny, sft_dir):
         assert math.isclose(p, torch.softmax(pair, -1)[0].item(), rel_tol=1e-4, abs_tol=1e-5)
 
 
+def test_verdicts_under_bf16_autocast_keep_float32_logits_and_no_graph(tiny, sft_dir):
+    model, tokenizer = tiny
+    rows = list(load_sft_data(sft_dir).validation)[:4]
+    probes = prepare_probes(tokenizer, rows, {"jailbreak": ["JAILBROKEN", "SAFE"]}, max_length=1024)
+    # An untied head with large logits, as a trained judge has them (bfloat16 rounds 40 to 1/4).
+    tied = model.get_output_embeddings()
+    wide = torch.nn.Linear(tied.in_features, tied.out_features, bias=False)
+    with torch.no_grad():
+        wide.weight.copy_(tied.weight * 200.0)
+    grad_enabled, head_inputs = [], []
+    model.set_output_embeddings(wide)
+    hooks = [
+        model.model.register_forward_pre_hook(lambda module, args: grad_enabled.append(torch.is_grad_enabled())),
+        wide.register_forward_pre_hook(lambda module, args: head_inputs.append(args[0][0, -1].detach())),
+    ]
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = judge_probes(model, probes, batch_size=1, pad_id=tokenizer.pad_token_id)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.set_output_embeddings(tied)
+    assert grad_enabled and not any(grad_enabled)  # judging builds no autograd graph
+    order = sorted(range(len(probes)), key=lambda i: -len(probes[i].input_ids))  # one row a batch, longest first
+    for i, hidden in zip(order, head_inputs):
+        pair = hidden.float() @ wide.weight[probes[i].choice_ids].T
+        assert math.isclose(mixed[i], torch.softmax(pair, -1)[0].item(), rel_tol=1e-4, abs_tol=1e-7)
+        rounded = torch.softmax(pair.bfloat16().float(), -1)[0].item()
+        assert not math.isclose(mixed[i], rounded, rel_tol=1e-3, abs_tol=1e-7)  # what bf16 logits would give
+
+
 def probe_messages(rows, ident):
     row = next(r for r in rows if r["id"] == ident)
     return [m for m in row["messages"] if m["role"] != "assistant"]
