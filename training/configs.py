@@ -48,8 +48,8 @@ class JudgeArguments:
             loss sits on a dozen answer tokens after hundreds of prompt tokens, and TRL's fused head
             scores every position on machines without Triton (CPUs).
         cache_frozen_layers: with ``lora_layers``, store each training row's output of the frozen
-            layers below the adapters on its first pass and replay it in later epochs, so an epoch
-            after the first runs only the adapted layers (memory: rows x tokens x hidden size x 4 bytes).
+            layers below the adapters before the first step and replay it in every epoch, so an epoch
+            runs only the adapted layers (memory: rows x tokens x hidden size x 4 bytes).
         verdict_loss_only: put the loss on the verdict token alone instead of the whole answer
             (the format tokens are learnt in a few steps and then dilute the verdict's gradient).
 
