@@ -58,15 +58,20 @@ def measure_matmul_gflops(seconds: float = 3.0) -> float:
     return best
 
 
+def _by_category(examples: list[dict]) -> dict[str, list[dict]]:
+    by_category: dict[str, list[dict]] = defaultdict(list)
+    for example in examples:
+        by_category[example["category"]].append(example)
+    return by_category
+
+
 def load_short(n: int, seed: int) -> list[dict]:
     """Embedded examples of every category, built with the data builders (balanced over categories)."""
     from recipes.builders import build_datasets, load_data_recipe
 
     built = build_datasets(load_data_recipe(Path(__file__).resolve().parents[1] / "recipes/data/quickstart.yaml"))
     examples = [e for split in built.splits.values() for e in split]
-    by_category = defaultdict(list)
-    for example in examples:
-        by_category[example["category"]].append(example)
+    by_category = _by_category(examples)
     rng = random.Random(seed)
     per = -(-n // len(by_category))
     chosen = []
@@ -137,9 +142,7 @@ def run_fast(loaded, examples: list[dict], prompt: str, budget, batch_size: int)
     from recipes.categories import load_category
 
     judge = build_fast_judge(loaded, prompt, budget, batch_size)
-    by_category = defaultdict(list)
-    for example in examples:
-        by_category[example["category"]].append(example)
+    by_category = _by_category(examples)
     results, tokens = {}, 0
     start = time.perf_counter()
     for name, rows in by_category.items():
@@ -162,9 +165,7 @@ def bench_kind(loaded, kind: str, examples: list[dict], args, naive_budget, fast
 
     before = {name: run_fast(loaded, examples, args.prompt, b, args.batch_size) for name, b in fast_budgets.items()}
     naive, naive_s, naive_tokens = {}, 0.0, 0
-    by_category = defaultdict(list)
-    for example in examples:
-        by_category[example["category"]].append(example)
+    by_category = _by_category(examples)
     with tqdm(total=len(examples), desc=f"{kind}: naive loop", unit="judgment") as bar:
         for name, rows in by_category.items():
             category = load_category(name)

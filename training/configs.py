@@ -135,6 +135,9 @@ class JudgeArguments:
         for name in ("verdict_eval_rows", "verdict_table_rows"):
             if getattr(self, name) < 0:
                 raise ValueError(f"<config>: field '{name}': expected 0 or more, got {getattr(self, name)!r}")
+        if self.threshold_metric not in ("mcc", "f1"):
+            # Checked here too: a value from a YAML config bypasses argparse's choices.
+            raise ValueError(f"<config>: field 'threshold_metric': expected mcc or f1, got {self.threshold_metric!r}")
         if self.verdict_eval_batch_size < 1:
             got = self.verdict_eval_batch_size
             raise ValueError(f"<config>: field 'verdict_eval_batch_size': expected a positive integer, got {got!r}")

@@ -110,10 +110,10 @@ class FrozenLayerCache:
         else:
             if not isinstance(mask, torch.Tensor) or mask.shape != input_ids.shape:
                 return None
-            lengths = mask.sum(dim=1).tolist()
-            expected = torch.arange(width, device=mask.device)[None, :] < mask.sum(dim=1, keepdim=True)
-            if not torch.equal(mask.bool(), expected):  # left padding or packing
-                return None
+            counts = mask.sum(dim=1, keepdim=True)
+            if not torch.equal(mask.bool(), torch.arange(width, device=mask.device)[None, :] < counts):
+                return None  # left padding or packing
+            lengths = counts.flatten().tolist()
         ids = input_ids.cpu()
         return [(ids[row, :n].numpy().tobytes(), int(n)) for row, n in enumerate(lengths)]
 

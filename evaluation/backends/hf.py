@@ -152,6 +152,28 @@ def load_causal_lm(name: str, dtype: str = "auto", device: str = "auto", float32
     return LoadedModel(model=model, tokenizer=tokenizer, card=card, source=name)
 
 
+def load_spec_model(spec: JudgeSpec) -> LoadedModel:
+    """The model a judge spec names, loaded with its ``dtype``, ``device`` and ``float32_head`` options."""
+    options = spec.options
+    return load_causal_lm(
+        spec.model,
+        str(options.get("dtype", "auto")),
+        str(options.get("device", "auto")),
+        bool(options.get("float32_head", True)),
+    )
+
+
+def spec_engine(loaded: LoadedModel, spec: JudgeSpec) -> CausalEngine:
+    """The inference engine of a judge spec: ``batch_size`` and the ``prefix_cache`` / ``max_batch_tokens`` options."""
+    return CausalEngine(
+        loaded.model,
+        loaded.tokenizer,
+        batch_size=spec.batch_size,
+        prefix_cache=bool(spec.options.get("prefix_cache", True)),
+        max_batch_tokens=int(spec.options.get("max_batch_tokens", 16384)),
+    )
+
+
 def stop_token_ids(tokenizer: Any, model: Any = None) -> list[int]:
     """Ids that end a judge's answer: EOS, the model's configured EOS ids and end-of-turn tokens."""
     ids: set[int] = set()
@@ -192,12 +214,7 @@ class HFJudge(PromptJudge):
 
     def __init__(self, spec: JudgeSpec, *, loaded: LoadedModel | None = None):
         options = spec.options
-        loaded = loaded or load_causal_lm(
-            spec.model,
-            str(options.get("dtype", "auto")),
-            str(options.get("device", "auto")),
-            bool(options.get("float32_head", True)),
-        )
+        loaded = loaded or load_spec_model(spec)
         card = loaded.card
         super().__init__(
             spec,
@@ -213,13 +230,7 @@ class HFJudge(PromptJudge):
                 f"<judge spec>: field 'options.read': expected auto, logits or generate, got {self.read!r}"
             )
         self.force_prefix = bool(options.get("force_prefix", True))
-        self.engine = CausalEngine(
-            self.model,
-            self.tokenizer,
-            batch_size=spec.batch_size,
-            prefix_cache=bool(options.get("prefix_cache", True)),
-            max_batch_tokens=int(options.get("max_batch_tokens", 16384)),
-        )
+        self.engine = spec_engine(loaded, spec)
         self.stop_ids = stop_token_ids(self.tokenizer, self.model)
         self._system_prefix: dict[tuple[str, str], str] = {}
         self._choice_ids: dict[tuple[str, tuple[str, ...]], list[int] | None] = {}

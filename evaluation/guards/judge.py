@@ -16,8 +16,7 @@ import logging
 import math
 
 from evaluation.backends.base import budget_from_options
-from evaluation.backends.hf import load_causal_lm, stop_token_ids
-from evaluation.backends.hf_engine import CausalEngine
+from evaluation.backends.hf import load_spec_model, spec_engine, stop_token_ids
 from evaluation.guards import llama_guard, shieldgemma
 from evaluation.judges import JudgeResult, JudgeSpec
 from recipes.categories import Category
@@ -65,20 +64,9 @@ class GuardJudge:
             raise ValueError("<judge spec>: field 'options.codes': 'strict' needs the codes, so set read: generate")
         self.variant = llama_guard.llama_guard_variant(spec.model)
         self.budget = budget_from_options(options)
-        loaded = load_causal_lm(
-            spec.model,
-            str(options.get("dtype", "auto")),
-            str(options.get("device", "auto")),
-            bool(options.get("float32_head", True)),
-        )
+        loaded = load_spec_model(spec)
         self.tokenizer = loaded.tokenizer
-        self.engine = CausalEngine(
-            loaded.model,
-            loaded.tokenizer,
-            batch_size=spec.batch_size,
-            prefix_cache=bool(options.get("prefix_cache", True)),
-            max_batch_tokens=int(options.get("max_batch_tokens", 16384)),
-        )
+        self.engine = spec_engine(loaded, spec)
         self.stop_ids = stop_token_ids(loaded.tokenizer, loaded.model)
         self._choice_ids: list[int] | None = None
 

@@ -75,6 +75,7 @@ def test_unknown_config_key_is_rejected(parse, tmp_path):
         pytest.param("train_rows", -5, id="negative_rows"),
         pytest.param("verdict_eval_rows", -1, id="negative_eval_rows"),
         pytest.param("verdict_eval_batch_size", 0, id="zero_batch"),
+        pytest.param("threshold_metric", "accuracy", id="unknown_threshold_metric"),
     ],
 )
 def test_judge_arguments_reject_bad_values(field, value):
