@@ -180,14 +180,14 @@ def _banner(step: int, total: int, text: str) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _cuda() -> bool:
+def _gpus() -> int:
     import torch
 
-    return torch.cuda.is_available()
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def _train_config(stage: TrainStage) -> str:
-    return stage.cpu_config if stage.cpu_config and not _cuda() else stage.config
+    return stage.cpu_config if stage.cpu_config and not _gpus() else stage.config
 
 
 def _train_argv(
@@ -221,8 +221,11 @@ def _run_training(stage: TrainStage, argv: list[str]) -> None:
     # A child process: training's memory is returned before evaluation starts, and a crash in the
     # trainer leaves the checkpoints it wrote for the next attempt to resume from.
     command = [sys.executable, "-m", "judgeforge.cli", "train", *argv]
-    if stage.accelerate_config and _cuda():
+    gpus = _gpus()
+    if stage.accelerate_config and gpus:
+        # One process per visible GPU: the config's num_processes describes a full node (8).
         launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", stage.accelerate_config]
+        launcher += ["--num_processes", str(gpus)]
         command = [*launcher, "-m", "judgeforge.cli", "train", *argv]
     logger.info("training: %s", " ".join(command))
     result = subprocess.run(command, check=False)

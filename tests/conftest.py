@@ -60,13 +60,20 @@ def smollm2_dir() -> str:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> str:
-    """A two-layer Llama with SmolLM2's real tokenizer and chat template, random weights, built once."""
+    """A two-layer Llama with SmolLM2's real tokenizer and chat template, random weights, built once.
+
+    The tokenizer comes from the converted SmolLM2 folder when there is one, else from the GGUF file.
+    """
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from recipes.models import ALIASES
+    from recipes.models import ALIASES, cache_dir
 
     spec = ALIASES["smollm2-135m"]
-    tokenizer = AutoTokenizer.from_pretrained(_smollm2_folder(), gguf_file=spec.gguf_file)
+    converted = cache_dir() / "models" / "smollm2-135m"
+    if (converted / "ALIAS").is_file():  # already converted (or, on a GPU machine, carried there)
+        tokenizer = AutoTokenizer.from_pretrained(converted)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(_smollm2_folder(), gguf_file=spec.gguf_file)
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tokenizer),

@@ -8,12 +8,17 @@ evaluation step, to read what the judge says and not only how often it is right.
 
 Every process judges the same rows (ZeRO-3 needs every rank in every forward pass); only the main
 process writes to W&B.
+
+``DivergenceCallback`` stops a run whose loss or gradient norm is no longer finite: transformers
+logs such a loss as a running mean and trains on with NaN weights, which surfaces only at the end as
+a judge that cannot be scored.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +29,7 @@ from transformers import TrainerCallback
 from training.verdicts import VerdictProbe, best_threshold, compute_verdict_metrics, judge_probes, prepare_probes
 
 
-__all__ = ["VerdictMetricsCallback", "VerdictReport"]
+__all__ = ["DivergenceCallback", "TrainingDiverged", "VerdictMetricsCallback", "VerdictReport"]
 
 logger = logging.getLogger(__name__)
 
@@ -154,3 +159,22 @@ class VerdictMetricsCallback(TrainerCallback):
             verdict = probe.words[0] if predicted else probe.words[1]
             table.add_data(probe.id, probe.category, probe.label, verdict, round(p, 4), predicted == probe.label)
         wandb.run.log({f"eval/verdicts_step_{report.step}": table, "train/global_step": report.step})
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss or gradient norm became NaN or infinite."""
+
+
+class DivergenceCallback(TrainerCallback):
+    """Raise :class:`TrainingDiverged` at the first logged non-finite ``loss`` or ``grad_norm``."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        """Check what the trainer is about to log."""
+        for key in ("loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if isinstance(value, int | float) and not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"{args.output_dir}: training diverged by step {state.global_step}: {key} is {value}. "
+                    f"Lower learning_rate, clip gradients (max_grad_norm, now {args.max_grad_norm}), or "
+                    f"train in float32 (--bf16 false, now {args.bf16}); checkpoints before this step are kept."
+                )

@@ -6,6 +6,9 @@
 3. With ``cache_frozen_layers``, the layers below the LoRA adapters run once per training row, not
    once per epoch (:mod:`training.frozen_cache`).
 
+A run whose loss or gradient norm stops being finite is stopped (``DivergenceCallback``) instead of
+training on with NaN weights.
+
 And one change of objective: with ``verdict_ids``, only the verdict token carries loss
 (:mod:`training.verdict_loss`), scored among the verdict tokens by the answer-only head (over the
 whole vocabulary where that head is not available).
@@ -22,6 +25,7 @@ from typing import Any
 from peft import PeftModel
 from trl import SFTTrainer
 
+from training.callbacks import DivergenceCallback
 from training.frozen_cache import FrozenLayerCache, frozen_bottom_layers
 from training.lm_head import install_answer_only_head
 from training.verdict_loss import VerdictOnlyCollator
@@ -54,6 +58,7 @@ class JudgeSFTTrainer(SFTTrainer):
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        self.add_callback(DivergenceCallback())
         self.eval_loss = eval_loss
         if verdict_ids:
             self.data_collator = VerdictOnlyCollator(self.data_collator, verdict_ids, self.processing_class)
@@ -81,14 +86,24 @@ class JudgeSFTTrainer(SFTTrainer):
             def collate(examples: list) -> dict:
                 return {k: v.to(device) if hasattr(v, "to") else v for k, v in self.data_collator(examples).items()}
 
-            with self.accelerator.autocast():
-                stored = cache.fill(
-                    self.model,
-                    self.train_dataset,
-                    collate,
-                    batch_size=2 * self.args.per_device_train_batch_size,
-                    progress=not self.args.disable_tqdm and self.is_world_process_zero(),
-                )
+            # The fill's batches are sorted by length: rounding their width up (pad_to_multiple_of,
+            # which bounds the batch shapes a training epoch produces) would only add positions.
+            inner = getattr(self.data_collator, "collator", self.data_collator)
+            multiple = getattr(inner, "pad_to_multiple_of", None)
+            try:
+                if multiple:
+                    inner.pad_to_multiple_of = None
+                with self.accelerator.autocast():
+                    stored = cache.fill(
+                        self.model,
+                        self.train_dataset,
+                        collate,
+                        batch_size=2 * self.args.per_device_train_batch_size,
+                        progress=not self.args.disable_tqdm and self.is_world_process_zero(),
+                    )
+            finally:
+                if multiple:
+                    inner.pad_to_multiple_of = multiple
             logger.info("frozen layer cache: stored %d training rows (%.0f MB)", stored, cache.stored_bytes / 2**20)
         result = super().train(*args, **kwargs)
         if cache is not None:

@@ -10,6 +10,8 @@ as invalid and never scored.
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ from training.lm_head import supports_answer_only_head
 
 
 __all__ = ["VerdictProbe", "best_threshold", "compute_verdict_metrics", "judge_probes", "prepare_probes"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -141,7 +145,10 @@ def judge_probes(
             pair = logits.float().gather(-1, choice)
         p_positive = torch.softmax(pair, dim=-1)[:, 0].tolist()
         for i, p in zip(batch, p_positive):
-            result[i] = p
+            result[i] = p if math.isfinite(p) else None
+    broken = sum(1 for i in order if result[i] is None)
+    if broken:
+        logger.warning("%d of %d verdicts are not finite (NaN logits): counted invalid", broken, len(order))
     return result
 
 

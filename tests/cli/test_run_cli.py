@@ -102,3 +102,26 @@ def test_paper_recipe_scaled_down_runs_and_reuses_stages(optional_shared_data, t
     again = capsys.readouterr().out
     assert again.count("reusing") == 1 + len(stages)
     assert (out / "eval" / "results.jsonl").stat().st_size == size
+
+
+@pytest.mark.parametrize(("gpus", "launched"), [(0, False), (1, True), (4, True)])
+def test_training_launches_one_process_per_visible_gpu(gpus, launched, monkeypatch):
+    """The accelerate config's num_processes is a full node's; a machine with fewer GPUs must not ask for more."""
+    import subprocess
+
+    from judgeforge import pipeline
+
+    calls = []
+    monkeypatch.setattr(pipeline, "_gpus", lambda: gpus)
+    monkeypatch.setattr(
+        subprocess, "run", lambda command, check: calls.append(command) or subprocess.CompletedProcess(command, 0)
+    )
+    stage = pipeline.TrainStage(
+        "j", "recipes/training/qwen2.5-7b_lora_zero2.yaml", accelerate_config="training/accelerate/zero2.yaml"
+    )
+    pipeline._run_training(stage, ["--output_dir", "x"])
+    (command,) = calls
+    assert ("accelerate.commands.launch" in command) is launched
+    if launched:
+        assert command[command.index("--num_processes") + 1] == str(gpus)
+    assert command[-4:] == ["judgeforge.cli", "train", "--output_dir", "x"]

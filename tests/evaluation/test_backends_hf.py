@@ -50,7 +50,7 @@ def _examples(n: int) -> list[dict]:
 def _plain_next_logprobs(model, tokenizer, text: str) -> torch.Tensor:
     ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
     with torch.no_grad():
-        return torch.log_softmax(model(input_ids=ids).logits[0, -1].float(), dim=-1)
+        return torch.log_softmax(model(input_ids=ids.to(model.device)).logits[0, -1].float(), dim=-1).cpu()
 
 
 def test_prefix_cache_matches_plain_forward(tiny):
@@ -92,13 +92,13 @@ def test_generation_with_prefix_cache_equals_plain_greedy(tiny):
     texts = [prefix + "hello<|im_end|>\n<|im_start|>assistant\n", prefix + "how are you today?<|im_end|>\n"]
     cached = CausalEngine(model, tokenizer, batch_size=2).generate(texts, prefixes=[prefix] * 2, max_new_tokens=6)
     for text, out in zip(texts, cached):
-        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(model.device)
         expected = []
         with torch.no_grad():
             for _ in range(6):
                 nxt = int(model(input_ids=ids).logits[0, -1].argmax())
                 expected.append(nxt)
-                ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)
+                ids = torch.cat([ids, torch.tensor([[nxt]], device=ids.device)], dim=1)
         assert out.token_ids == expected
     # Each item: its suffix, plus 5 fed-back tokens (the 6th is never fed); the prefix once.
     lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
@@ -151,9 +151,14 @@ def test_score_reads_p_of_score_at_least_threshold(tiny_model_dir, tiny, jailbre
 
 def test_batching_and_sorting_keep_order(tiny_model_dir, jailbreak):
     examples = _examples(7)
-    one = build_judge(JudgeSpec(tiny_model_dir, prompt="basic", batch_size=1)).judge(examples, jailbreak)
-    three = build_judge(JudgeSpec(tiny_model_dir, prompt="basic", batch_size=3)).judge(examples, jailbreak)
-    reversed_ = build_judge(JudgeSpec(tiny_model_dir, prompt="basic", batch_size=3)).judge(examples[::-1], jailbreak)
+    # float32 everywhere: a GPU's default bfloat16 rounds rows differently in batches of other shapes.
+    options = {"dtype": "float32"}
+    one = build_judge(JudgeSpec(tiny_model_dir, prompt="basic", batch_size=1, options=options)).judge(
+        examples, jailbreak
+    )
+    three = build_judge(JudgeSpec(tiny_model_dir, prompt="basic", batch_size=3, options=options))
+    reversed_ = three.judge(examples[::-1], jailbreak)
+    three = three.judge(examples, jailbreak)
     assert [r.example_id for r in three] == [e["id"] for e in examples]
     assert [r.example_id for r in reversed_] == [e["id"] for e in examples[::-1]]
     for a, b in zip(one, three):
@@ -363,7 +368,7 @@ def test_bfloat16_model_reads_verdicts_through_a_float32_head(tiny_model_dir, ja
     narrow = load_causal_lm(tiny_model_dir, "bfloat16", "auto", False)
     assert wide.model.get_output_embeddings().weight.dtype == torch.float32
     assert narrow.model.get_output_embeddings().weight.dtype == torch.bfloat16
-    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    ids = torch.tensor([[5, 6, 7, 8, 9]], device=wide.model.device)
     with torch.no_grad():
         logits = wide.model(input_ids=ids, logits_to_keep=1).logits[0, -1]
         rounded = narrow.model(input_ids=ids, logits_to_keep=1).logits[0, -1]

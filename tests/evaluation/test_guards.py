@@ -173,7 +173,7 @@ def test_shieldgemma_parser(text, label):
 def _next_logprobs(model, tokenizer, text):
     ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
     with torch.no_grad():
-        return torch.log_softmax(model(input_ids=ids).logits[0, -1].float(), dim=-1)
+        return torch.log_softmax(model(input_ids=ids.to(model.device)).logits[0, -1].float(), dim=-1)
 
 
 EXAMPLES = [

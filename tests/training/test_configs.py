@@ -15,7 +15,14 @@ ACCELERATE_CONFIGS = sorted((ROOT / "training" / "accelerate").glob("*.yaml"))
 FIELDS = {f.name for cls in (JudgeArguments, JudgeSFTConfig, JudgeModelConfig) for f in dataclasses.fields(cls)}
 
 
-def test_judge_defaults_differ_from_trl_where_documented(tmp_path):
+def _without_cuda(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def test_judge_defaults_differ_from_trl_where_documented(tmp_path, monkeypatch):
+    _without_cuda(monkeypatch)  # the CPU defaults (on a GPU machine too); the GPU's are tested below
     args = JudgeSFTConfig(output_dir=str(tmp_path))
     assert args.assistant_only_loss is True
     # bf16 exactly where it is native (TRL's own default, always on, fails on CPUs without it).
@@ -107,7 +114,17 @@ def test_deepspeed_zero3_configs_gather_weights_on_save():
         assert ds["train_micro_batch_size_per_gpu"] == "auto" and ds["bf16"]["enabled"] == "auto"
 
 
+@pytest.mark.gpu
+def test_gpu_defaults_are_bf16_on_the_gpu(tmp_path, monkeypatch):
+    assert fast_bf16("cuda")  # the GPUs this is run on (H100, H200) compute bf16 natively
+    args = JudgeSFTConfig(output_dir=str(tmp_path))
+    assert args.bf16 is True and args.use_cpu is False
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    assert JudgeSFTConfig(output_dir=str(tmp_path)).bf16 is True
+
+
 def test_accelerate_launched_deepspeed_stays_in_float32_on_a_cpu(tmp_path, monkeypatch):
+    _without_cuda(monkeypatch)
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     args = JudgeSFTConfig(output_dir=str(tmp_path))
     assert args.bf16 is False and args.use_cpu is False

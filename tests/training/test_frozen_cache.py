@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 
 import pytest
 import torch
@@ -12,21 +13,24 @@ from transformers import AutoModelForCausalLM
 from training.frozen_cache import FrozenLayerCache, frozen_bottom_layers
 
 
-def _top_layer_lora(tiny_model_dir):
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+ON_EVERY_DEVICE = pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+
+
+def _top_layer_lora(tiny_model_dir, device="cpu"):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).to(device)
     names = [f"model.layers.1.self_attn.{m}" for m in ("q_proj", "v_proj")] + ["model.layers.1.mlp.down_proj"]
     model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=names, init_lora_weights=False))
     return model
 
 
-def _batch(rows, width):
+def _batch(rows, width, device="cpu"):
     ids = torch.zeros((len(rows), width), dtype=torch.long)
     mask = torch.zeros_like(ids)
     for r, row in enumerate(rows):
         ids[r, : len(row)] = torch.tensor(row)
         mask[r, : len(row)] = 1
     labels = ids.masked_fill(mask == 0, -100)
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
 
 
 def _loss_and_grads(model, batch):
@@ -37,27 +41,28 @@ def _loss_and_grads(model, batch):
     return loss.detach(), grads
 
 
-def test_replayed_rows_give_the_same_loss_and_gradients(tiny_model_dir):
-    model = _top_layer_lora(tiny_model_dir)
+@ON_EVERY_DEVICE
+def test_replayed_rows_give_the_same_loss_and_gradients(tiny_model_dir, device):
+    model = _top_layer_lora(tiny_model_dir, device)
     assert frozen_bottom_layers(model) == 1
     rows = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [14, 15, 16, 17]]
-    reference = _loss_and_grads(model.train(), _batch(rows, 6))
+    reference = _loss_and_grads(model.train(), _batch(rows, 6, device))
 
     cache = FrozenLayerCache(model, 1)
     calls = []
     original = cache._originals[0]
     cache._originals[0] = lambda *a, **k: (calls.append(1), original(*a, **k))[1]
-    first = _loss_and_grads(model, _batch(rows, 6))
+    first = _loss_and_grads(model, _batch(rows, 6, device))
     # Another epoch: other batch partners and padding width; the rows are replayed, not computed.
-    again = _loss_and_grads(model, _batch([rows[2], rows[0]], 8))
-    alone = _loss_and_grads(model, _batch([rows[1]], 3))
+    again = _loss_and_grads(model, _batch([rows[2], rows[0]], 8, device))
+    alone = _loss_and_grads(model, _batch([rows[1]], 3, device))
     assert len(calls) == 1 and (cache.hits, cache.misses) == (3, 3)
     for (loss, grads), expected in ((first, reference), (again, None), (alone, None)):
         assert torch.isfinite(loss)
         if expected is not None:
             assert torch.allclose(loss, expected[0]) and all(torch.allclose(grads[n], expected[1][n]) for n in grads)
     cache.remove()
-    uncached_again = _loss_and_grads(model, _batch([rows[2], rows[0]], 8))
+    uncached_again = _loss_and_grads(model, _batch([rows[2], rows[0]], 8, device))
     assert torch.allclose(again[0], uncached_again[0], atol=1e-6)
     assert all(torch.allclose(again[1][n], uncached_again[1][n], atol=1e-6) for n in again[1])
 
@@ -108,3 +113,53 @@ def test_the_cache_needs_lora_on_top_layers(train, run_argv, tmp_path):
 
     with pytest.raises(ConfigError, match="cache_frozen_layers"):
         train(run_argv("--cache_frozen_layers", "true", output_dir=tmp_path / "x"))
+
+
+@pytest.mark.gpu
+def test_cached_verdict_only_training_in_bf16_on_cuda(train, run_argv, tmp_path, caplog):
+    """The CPU quickstart's objective and cache under CUDA's bf16 mixed precision (TRL's GPU default)."""
+    with caplog.at_level(logging.INFO, logger="training.trainer"):
+        out = train(
+            run_argv(
+                *("--lora_layers", "1", "--cache_frozen_layers", "true", "--verdict_loss_only", "true"),
+                *("--bf16", "true", "--max_steps", "12"),
+                output_dir=tmp_path / "cuda",
+            )
+        )
+    assert "stored 24 training rows" in caplog.text and "48 training rows replayed" in caplog.text
+    history = json.loads((out / "trainer_state.json").read_text(encoding="utf-8"))["log_history"]
+    losses = [e["loss"] for e in history if "loss" in e]
+    assert len(losses) == 12 and all(math.isfinite(x) for x in losses)
+    adapter = load_file(str(out / "adapter_model.safetensors"))
+    trained = [t for k, t in adapter.items() if "lora_B" in k]
+    assert trained and all(bool(torch.isfinite(t).all()) and t.abs().sum() > 0 for t in trained)
+    summary = json.loads((out / "train_summary.json").read_text(encoding="utf-8"))
+    assert summary["verdict_metrics"]["judged"] == 8 and summary["verdict_metrics"]["invalid_rate"] == 0.0
+
+
+def test_fill_batches_are_not_rounded_up_and_rounded_training_batches_replay(
+    train, run_argv, tmp_path, caplog, monkeypatch
+):
+    """pad_to_multiple_of bounds the training batch shapes; the length-sorted fill needs no rounding."""
+    widths = []
+    fill = FrozenLayerCache.fill
+
+    def spy(self, model, rows, collate, **kwargs):
+        def recorded(examples):
+            batch = collate(examples)
+            widths.append(batch["input_ids"].shape[1])
+            return batch
+
+        return fill(self, model, rows, recorded, **kwargs)
+
+    monkeypatch.setattr(FrozenLayerCache, "fill", spy)
+    with caplog.at_level(logging.INFO, logger="training.trainer"):
+        train(
+            run_argv(
+                *("--lora_layers", "1", "--cache_frozen_layers", "true", "--pad_to_multiple_of", "64"),
+                *("--max_steps", "12", "--bf16", "false"),
+                output_dir=tmp_path / "rounded",
+            )
+        )
+    assert widths and any(w % 64 for w in widths)  # the fixture's rows are shorter than 64 tokens apart
+    assert "stored 24 training rows" in caplog.text and "48 training rows replayed, 24 computed" in caplog.text

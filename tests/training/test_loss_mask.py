@@ -68,6 +68,7 @@ def test_answer_only_head_gives_trls_loss_and_gradients(tiny_model_dir, sft_dir,
         trainer, _ = _trainer(tiny_model_dir, sft_dir, tmp_path / str(fast), answer_only_head=fast)
         assert trainer.answer_only_head is fast
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+        batch = {k: v.to(trainer.args.device) for k, v in batch.items()}
         trainer.model.train()
         loss = trainer.compute_loss(trainer.model, dict(batch))
         loss.backward()

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from peft import PeftModel
 from safetensors.torch import load_file
@@ -80,3 +81,22 @@ def test_verdict_metrics_are_logged_next_to_the_loss_at_each_evaluation(train, r
     last = [entry for entry in history if "eval_f1" in entry][-1]
     assert {"eval_precision", "eval_recall", "eval_accuracy", "eval_invalid_rate", "eval_auroc"} <= set(last)
     assert JudgeCard.read(out).metrics["f1"] == last["eval_f1"]  # the final evaluation is not repeated
+
+
+def test_a_diverging_run_stops_with_a_clear_error(train, run_argv, tmp_path, monkeypatch):
+    """A NaN loss stops training at the next log instead of training on with NaN weights."""
+    from training.callbacks import TrainingDiverged
+    from training.trainer import JudgeSFTTrainer
+
+    original = JudgeSFTTrainer.compute_loss
+    calls = []
+
+    def poisoned(self, *args, **kwargs):  # from the third batch on, the loss is NaN
+        loss = original(self, *args, **kwargs)
+        calls.append(1)
+        return loss * float("nan") if len(calls) >= 3 else loss
+
+    monkeypatch.setattr(JudgeSFTTrainer, "compute_loss", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"diverged by step 3: (loss|grad_norm) is nan.*max_grad_norm"):
+        train(run_argv("--max_steps", "6", output_dir=tmp_path / "nan"))
+    assert len(calls) == 3  # stopped at once, not after the remaining steps

@@ -104,6 +104,7 @@ def test_the_verdict_loss_is_the_cross_entropy_among_verdict_tokens(tiny_model_d
     )
     assert trainer.answer_only_head
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    batch = {k: v.to(trainer.args.device) for k, v in batch.items()}
     trainer.model.train()
     loss = trainer.compute_loss(trainer.model, dict(batch))
     with torch.no_grad():
@@ -114,5 +115,5 @@ def test_the_verdict_loss_is_the_cross_entropy_among_verdict_tokens(tiny_model_d
         position = int((batch["labels"][row] != -100).nonzero()[0])
         among = logits[row, position - 1, choices]
         target = choices.index(int(batch["labels"][row, position]))
-        expected.append(torch.nn.functional.cross_entropy(among[None], torch.tensor([target])))
+        expected.append(torch.nn.functional.cross_entropy(among[None], torch.tensor([target], device=among.device)))
     assert torch.allclose(loss.detach(), torch.stack(expected).mean(), rtol=1e-4, atol=1e-6)

@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -78,13 +79,15 @@ def test_batched_left_padded_verdicts_match_one_by_one(tiny, sft_dir):
         assert math.isclose(p, torch.softmax(pair, -1)[0].item(), rel_tol=1e-4, abs_tol=1e-5)
 
 
-def test_verdicts_under_bf16_autocast_keep_float32_logits_and_no_graph(tiny, sft_dir):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_verdicts_under_bf16_autocast_keep_float32_logits_and_no_graph(tiny, sft_dir, device):
     model, tokenizer = tiny
+    model = model if device == "cpu" else copy.deepcopy(model).to(device)
     rows = list(load_sft_data(sft_dir).validation)[:4]
     probes = prepare_probes(tokenizer, rows, {"jailbreak": ["JAILBROKEN", "SAFE"]}, max_length=1024)
     # An untied head with large logits, as a trained judge has them (bfloat16 rounds 40 to 1/4).
     tied = model.get_output_embeddings()
-    wide = torch.nn.Linear(tied.in_features, tied.out_features, bias=False)
+    wide = torch.nn.Linear(tied.in_features, tied.out_features, bias=False, device=device)
     with torch.no_grad():
         wide.weight.copy_(tied.weight * 200.0)
     grad_enabled, head_inputs = [], []
@@ -94,7 +97,7 @@ def test_verdicts_under_bf16_autocast_keep_float32_logits_and_no_graph(tiny, sft
         wide.register_forward_pre_hook(lambda module, args: head_inputs.append(args[0][0, -1].detach())),
     ]
     try:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(device, dtype=torch.bfloat16):
             mixed = judge_probes(model, probes, batch_size=1, pad_id=tokenizer.pad_token_id)
     finally:
         for hook in hooks:
@@ -134,3 +137,18 @@ def test_callback_judges_and_reports_without_a_trainer(tiny, sft_dir):
     assert report.step == 3 and len(report.p_positive) == len(rows)
     assert set(report.metrics) >= {"f1", "precision", "recall", "accuracy", "invalid_rate"}
     assert callback.last is report and 0.0 <= callback.threshold()[0] <= 1.0
+
+
+def test_nan_logits_are_counted_invalid_not_scored(tiny, sft_dir, caplog):
+    model, tokenizer = tiny
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.fill_(float("nan"))
+    rows = list(load_sft_data(sft_dir).validation)[:3]
+    probes = prepare_probes(tokenizer, rows, {"jailbreak": ["JAILBROKEN", "SAFE"]}, max_length=1024)
+    with caplog.at_level("WARNING", logger="training.verdicts"):
+        scores = judge_probes(model, probes, batch_size=2, pad_id=tokenizer.pad_token_id)
+    assert scores == [None, None, None]
+    assert "3 of 3 verdicts are not finite" in caplog.text
+    metrics = compute_verdict_metrics([p.label for p in probes], scores)
+    assert metrics["invalid_rate"] == 1.0 and "f1" not in metrics
