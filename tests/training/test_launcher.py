@@ -55,3 +55,22 @@ def test_bad_launches_exit_with_a_reason(tmp_path, args, env, message):
 def test_help_lists_the_deepspeed_settings(tmp_path):
     result = _run(tmp_path, "--help")
     assert result.returncode == 0 and "zero3_offload" in result.stdout and "MASTER_ADDR" in result.stdout
+
+
+def test_gpu_check_refuses_a_machine_without_cuda(tmp_path):
+    """scripts/gpu_check.sh says why and exits 2 before running anything, where torch sees no GPU."""
+    import sys
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": sys.executable},
+        timeout=120,
+    )
+    assert result.returncode == 2 and "no CUDA device" in result.stderr
+    assert not (tmp_path / "out" / "gpu_tests.log").exists()
