@@ -19,6 +19,7 @@ checkpoints) is TRL's and transformers' own code.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -82,28 +83,25 @@ class JudgeSFTTrainer(SFTTrainer):
         cache = self.frozen_cache
         if cache is not None and self.train_dataset is not None:
             device = self.args.device
+            # The fill's batches are sorted by length: rounding their width up (pad_to_multiple_of,
+            # which bounds the batch shapes a training epoch produces) would only add positions. It
+            # needs only input ids and masks, so TRL's own collator, unrounded, serves it.
+            collator = self.data_collator
+            inner = getattr(collator, "collator", collator)
+            if dataclasses.is_dataclass(inner) and getattr(inner, "pad_to_multiple_of", None):
+                collator = dataclasses.replace(inner, pad_to_multiple_of=None)
 
             def collate(examples: list) -> dict:
-                return {k: v.to(device) if hasattr(v, "to") else v for k, v in self.data_collator(examples).items()}
+                return {k: v.to(device) if hasattr(v, "to") else v for k, v in collator(examples).items()}
 
-            # The fill's batches are sorted by length: rounding their width up (pad_to_multiple_of,
-            # which bounds the batch shapes a training epoch produces) would only add positions.
-            inner = getattr(self.data_collator, "collator", self.data_collator)
-            multiple = getattr(inner, "pad_to_multiple_of", None)
-            try:
-                if multiple:
-                    inner.pad_to_multiple_of = None
-                with self.accelerator.autocast():
-                    stored = cache.fill(
-                        self.model,
-                        self.train_dataset,
-                        collate,
-                        batch_size=2 * self.args.per_device_train_batch_size,
-                        progress=not self.args.disable_tqdm and self.is_world_process_zero(),
-                    )
-            finally:
-                if multiple:
-                    inner.pad_to_multiple_of = multiple
+            with self.accelerator.autocast():
+                stored = cache.fill(
+                    self.model,
+                    self.train_dataset,
+                    collate,
+                    batch_size=2 * self.args.per_device_train_batch_size,
+                    progress=not self.args.disable_tqdm and self.is_world_process_zero(),
+                )
             logger.info("frozen layer cache: stored %d training rows (%.0f MB)", stored, cache.stored_bytes / 2**20)
         result = super().train(*args, **kwargs)
         if cache is not None:
