@@ -335,6 +335,8 @@ def main(judge_args: Any, training_args: Any, model_args: Any) -> Path:
             trainer.evaluate()
         else:
             callback.judge(trainer.model, step, device=training_args.device)
+        if trainer.frozen_cache is not None:
+            logger.info("frozen layer cache: %d validation prompts replayed", trainer.frozen_cache.eval_hits)
     if original_template is not None:
         tokenizer.chat_template = original_template
     trainer.save_model(str(output_dir))

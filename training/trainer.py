@@ -19,7 +19,6 @@ checkpoints) is TRL's and transformers' own code.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any
 
@@ -82,27 +81,30 @@ class JudgeSFTTrainer(SFTTrainer):
         """TRL's training loop, after filling the frozen layer cache; reports what the cache saved."""
         cache = self.frozen_cache
         if cache is not None and self.train_dataset is not None:
-            device = self.args.device
-            # The fill's batches are sorted by length: rounding their width up (pad_to_multiple_of,
-            # which bounds the batch shapes a training epoch produces) would only add positions. It
-            # needs only input ids and masks, so TRL's own collator, unrounded, serves it.
-            collator = self.data_collator
-            inner = getattr(collator, "collator", collator)
-            if dataclasses.is_dataclass(inner) and getattr(inner, "pad_to_multiple_of", None):
-                collator = dataclasses.replace(inner, pad_to_multiple_of=None)
-
-            def collate(examples: list) -> dict:
-                return {k: v.to(device) if hasattr(v, "to") else v for k, v in collator(examples).items()}
-
+            # The verdict judge's validation prompts too: it then runs only the adapted layers.
+            probes = [
+                probe.input_ids
+                for callback in self.callback_handler.callbacks
+                for probe in getattr(callback, "probes", [])
+                if probe.input_ids
+            ]
             with self.accelerator.autocast():
                 stored = cache.fill(
                     self.model,
-                    self.train_dataset,
-                    collate,
+                    [*self.train_dataset["input_ids"], *probes],
                     batch_size=2 * self.args.per_device_train_batch_size,
                     progress=not self.args.disable_tqdm and self.is_world_process_zero(),
                 )
-            logger.info("frozen layer cache: stored %d training rows (%.0f MB)", stored, cache.stored_bytes / 2**20)
+            logger.info(
+                "frozen layer cache: stored %d distinct rows of %d training rows and %d validation prompts "
+                "(%.0f MB), computing %d of their %d tokens (shared prefixes once)",
+                stored,
+                len(self.train_dataset),
+                len(probes),
+                cache.stored_bytes / 2**20,
+                cache.fill_tokens_computed,
+                cache.fill_tokens,
+            )
         result = super().train(*args, **kwargs)
         if cache is not None:
             logger.info(

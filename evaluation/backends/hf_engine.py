@@ -9,12 +9,14 @@ Three savings, each checked against a plain forward pass in the tests:
   a BPE merge across the boundary can never change what the model sees.
 - **No decoding where a verdict can be read.** :meth:`CausalEngine.next_token_logprobs` gives the
   next-token log-probabilities of a few candidate ids after one forward pass.
-- **Prefixes shared by some items, computed once too** (when reading logits; generation keeps
-  one batch per category prefix, see :meth:`CausalEngine._plan`). Within a call, items whose token ids
+- **Prefixes shared by some items, computed once too.** Within a call, items whose token ids
   share a further common prefix beyond the category's (the same jailbreak template before the
   question, the same victim prompt answered by several models) are grouped, the group's prefix
   is computed once on top of the category's cache, and later calls reuse any cached prefix their
   items start with (LRU, ``max_prefixes`` entries).
+- **Decoding in full batches.** A decoding step costs about as much for one row as for thirty,
+  so generation does not decode each prefix group on its own: the groups' first passes are
+  merged into one batch (each row's cache left-padded to the longest) and decoded together.
 - **Batches sorted by length.** Items are grouped by prefix, sorted by suffix length and padded on
   the left *between* the prefix and the suffix; explicit position ids and an attention mask that
   spans prefix + suffix keep each row identical to its own unpadded forward pass, and every row
@@ -74,6 +76,18 @@ class _Item:
         return self.ids[self.split :]
 
 
+@dataclass
+class _Prefilled:
+    """A batch after its first pass, waiting to decode: last logits, cache, mask, next positions."""
+
+    items: list[_Item]
+    logits: torch.Tensor
+    cache: Any
+    mask: torch.Tensor
+    positions: torch.Tensor
+    cost: int
+
+
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -125,13 +139,8 @@ class CausalEngine:
         """Token ids of ``text`` exactly as written (no special tokens added)."""
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _plan(self, texts: Sequence[str], prefixes: Sequence[str | None] | None, share: bool) -> list[_Item]:
-        """Tokenize and give each item its cached prefix; ``share``: also longer prefixes some items share.
-
-        Generation leaves ``share`` off: a batch decodes one step at a time for all its rows, and a
-        step costs about as much for one row as for thirty, so sub-groups that would each decode
-        separately cost far more than the shared prefix saves.
-        """
+    def _plan(self, texts: Sequence[str], prefixes: Sequence[str | None] | None) -> list[_Item]:
+        """Tokenize and give each item its cached prefix, or a longer one it shares with other items."""
         items = []
         for i, text in enumerate(texts):
             ids = self.encode(text)
@@ -148,7 +157,7 @@ class CausalEngine:
                 else:
                     split = 0
             items.append(_Item(i, ids, key, split))
-        if self.prefix_cache and share:
+        if self.prefix_cache:
             self._reuse_cached(items)
             self._share(items)
         return items
@@ -305,14 +314,12 @@ class CausalEngine:
         """
         per_text = bool(candidate_ids) and isinstance(candidate_ids[0], list | tuple)
         outputs = [EngineOutput() for _ in texts]
-        items = self._check_lengths(self._plan(texts, prefixes, share=True), 0, outputs)
+        items = self._check_lengths(self._plan(texts, prefixes), 0, outputs)
         for batch in self._batches(items):
             try:
                 logits, _, _, _, cost = self._first_pass(batch)
             except (RuntimeError, ValueError, IndexError) as error:  # one bad batch must not end the run
-                logger.warning("forward pass failed for %d items: %s", len(batch), error)
-                for item in batch:
-                    outputs[item.index].error = f"forward pass failed: {type(error).__name__}: {error}"
+                self._fail(batch, outputs, "forward pass", error)
                 continue
             logprobs = torch.log_softmax(logits, dim=-1)
             for row, item in enumerate(batch):
@@ -341,22 +348,72 @@ class CausalEngine:
         outputs = [EngineOutput() for _ in texts]
         stops = torch.tensor(sorted(set(stop_ids)) or [-1], device=self.device)
         generator = torch.Generator(device=self.device).manual_seed(int(seed))
-        items = self._check_lengths(self._plan(texts, prefixes, share=False), max_new_tokens, outputs)
+        items = self._check_lengths(self._plan(texts, prefixes), max_new_tokens, outputs)
+        parts: list[_Prefilled] = []
+
+        def decode() -> None:
+            batch = [item for part in parts for item in part.items]
+            try:
+                self._decode(parts, outputs, max_new_tokens, temperature, generator, stops)
+            except (RuntimeError, ValueError, IndexError) as error:
+                self._fail(batch, outputs, "generation", error)
+            parts.clear()
+
         for batch in self._batches(items, extra=max_new_tokens):
             try:
-                self._generate_batch(batch, outputs, max_new_tokens, temperature, generator, stops)
+                part = _Prefilled(batch, *self._first_pass(batch))
             except (RuntimeError, ValueError, IndexError) as error:
-                logger.warning("generation failed for %d items: %s", len(batch), error)
-                for item in batch:
-                    outputs[item.index].error = f"generation failed: {type(error).__name__}: {error}"
+                self._fail(batch, outputs, "generation", error)
+                continue
+            if parts and not self._mergeable([*parts, part], max_new_tokens):
+                decode()
+            parts.append(part)
+        if parts:
+            decode()
         return outputs
 
-    def _generate_batch(self, batch, outputs, max_new_tokens, temperature, generator, stops) -> None:
-        logits, cache, mask, positions, cost = self._first_pass(batch)
+    @staticmethod
+    def _fail(batch: list[_Item], outputs: list[EngineOutput], what: str, error: Exception) -> None:
+        logger.warning("%s failed for %d items: %s", what, len(batch), error)
+        for item in batch:
+            outputs[item.index].error = f"{what} failed: {type(error).__name__}: {error}"
+
+    def _mergeable(self, parts: list[_Prefilled], max_new_tokens: int) -> bool:
+        """Whether prefilled batches fit one decoding batch (rows, cached positions, plain cache layers)."""
+        rows = sum(len(part.items) for part in parts)
+        width = max(part.mask.shape[1] for part in parts)
+        plain = all(layer.keys.shape[2] == part.mask.shape[1] for part in parts for layer in part.cache.layers)
+        return plain and rows <= self.batch_size and rows * (width + max_new_tokens) <= self.max_batch_tokens
+
+    def _decode(self, parts, outputs, max_new_tokens, temperature, generator, stops) -> None:
+        """Decode prefilled batches as one: each row's cache is left-padded to the longest."""
+        batch = [item for part in parts for item in part.items]
+        fed = [len(item.suffix) + (part.cost if r == 0 else 0) for part in parts for r, item in enumerate(part.items)]
+        if len(parts) == 1:
+            part = parts[0]
+            logits, cache, mask, positions = part.logits, part.cache, part.mask, part.positions
+        else:
+            width = max(part.mask.shape[1] for part in parts)
+
+            def left_pad(t: torch.Tensor, dim: int) -> torch.Tensor:
+                pad = [0, 0] * (t.dim() - 1 - dim) + [width - t.shape[dim], 0]
+                return torch.nn.functional.pad(t, pad)
+
+            layers = len(parts[0].cache.layers)
+            kv = [
+                tuple(
+                    torch.cat([left_pad(getattr(part.cache.layers[i], name), 2) for part in parts])
+                    for name in ("keys", "values")
+                )
+                for i in range(layers)
+            ]
+            cache = DynamicCache(kv, config=self.model.config)
+            mask = torch.cat([left_pad(part.mask, 1) for part in parts])
+            logits = torch.cat([part.logits for part in parts])
+            positions = torch.cat([part.positions for part in parts])
         rows = len(batch)
         done = torch.zeros(rows, dtype=torch.bool, device=self.device)
         generated: list[list[int]] = [[] for _ in batch]
-        fed = [len(item.suffix) + (cost if r == 0 else 0) for r, item in enumerate(batch)]
         for step in range(max_new_tokens):
             if temperature > 0:
                 probs = torch.softmax(logits / temperature, dim=-1)

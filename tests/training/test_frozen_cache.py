@@ -10,7 +10,7 @@ from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from training.frozen_cache import FrozenLayerCache, frozen_bottom_layers
+from training.frozen_cache import FrozenLayerCache, frozen_bottom_layers, shared_runs
 
 
 ON_EVERY_DEVICE = pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
@@ -96,16 +96,46 @@ def test_training_with_the_cache_matches_training_without(train, run_argv, tmp_p
         )
         out = train(argv)
         history = json.loads((out / "trainer_state.json").read_text(encoding="utf-8"))["log_history"]
-        return [e["loss"] for e in history if "loss" in e], load_file(str(out / "adapter_model.safetensors"))
+        lines = (out / "validation_verdicts.jsonl").read_text(encoding="utf-8").splitlines()
+        verdicts = [json.loads(line)["p_positive"] for line in lines]
+        return [e["loss"] for e in history if "loss" in e], load_file(str(out / "adapter_model.safetensors")), verdicts
 
-    plain_losses, plain_adapter = run("plain")
-    with caplog.at_level(logging.INFO, logger="training.trainer"):
-        cached_losses, cached_adapter = run("cached", "--cache_frozen_layers", "true")
-    # 24 rows, 6 steps an epoch: stored before training, replayed in each of the three epochs.
-    assert "stored 24 training rows" in caplog.text
+    plain_losses, plain_adapter, plain_verdicts = run("plain")
+    with caplog.at_level(logging.INFO, logger="training"):
+        cached_losses, cached_adapter, cached_verdicts = run("cached", "--cache_frozen_layers", "true")
+    # 24 rows (17 distinct token sequences) and 8 validation prompts (7 distinct), stored before training; the
+    # rows are replayed in each of the three epochs (6 steps each), the prompts by the verdict judge.
+    assert "stored 24 distinct rows of 24 training rows and 8 validation prompts" in caplog.text
     assert "72 training rows replayed, 24 computed" in caplog.text
+    assert "8 validation prompts replayed" in caplog.text
     assert cached_losses == pytest.approx(plain_losses, rel=1e-4, abs=1e-5)
     assert all(torch.allclose(cached_adapter[k], plain_adapter[k], atol=1e-5) for k in plain_adapter)
+    assert len(plain_verdicts) == 8 and cached_verdicts == pytest.approx(plain_verdicts, abs=1e-5)
+
+
+def test_held_rows_replay_in_eval_mode_left_or_right_padded(tiny_model_dir):
+    """The verdict judge's batches: eval mode, left-padded with natural position ids."""
+    model = _top_layer_lora(tiny_model_dir)
+    rows = [[5, 6, 7, 8, 9, 10], [11, 12, 13]]
+    left = _batch([[0, 0, 0, 11, 12, 13], rows[0]], 6)
+    left["attention_mask"][0, :3] = 0
+    left["position_ids"] = (left["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    del left["labels"]
+    right = _batch(rows, 6)
+    del right["labels"]
+    model.eval()
+    with torch.no_grad():
+        expected = [model(**batch).logits for batch in (left, right)]
+        cache = FrozenLayerCache(model, 1)
+        assert cache.fill(model, rows, min_shared=0) == 2
+        got = [model(**batch).logits for batch in (left, right)]
+        shifted = dict(left, position_ids=left["position_ids"] + 1)  # not the positions the rows were stored at
+        model(**shifted)
+    assert cache.eval_hits == 4 and (cache.hits, cache.misses) == (0, 2)
+    masks = [left["attention_mask"], right["attention_mask"]]
+    for want, have, mask in zip(expected, got, masks):
+        real = mask.bool()
+        assert torch.allclose(have[real], want[real], atol=1e-5)
 
 
 def test_the_cache_needs_lora_on_top_layers(train, run_argv, tmp_path):
@@ -118,7 +148,7 @@ def test_the_cache_needs_lora_on_top_layers(train, run_argv, tmp_path):
 @pytest.mark.gpu
 def test_cached_verdict_only_training_in_bf16_on_cuda(train, run_argv, tmp_path, caplog):
     """The CPU quickstart's objective and cache under CUDA's bf16 mixed precision (TRL's GPU default)."""
-    with caplog.at_level(logging.INFO, logger="training.trainer"):
+    with caplog.at_level(logging.INFO, logger="training"):
         out = train(
             run_argv(
                 *("--lora_layers", "1", "--cache_frozen_layers", "true", "--verdict_loss_only", "true"),
@@ -126,7 +156,8 @@ def test_cached_verdict_only_training_in_bf16_on_cuda(train, run_argv, tmp_path,
                 output_dir=tmp_path / "cuda",
             )
         )
-    assert "stored 24 training rows" in caplog.text and "48 training rows replayed" in caplog.text
+    assert "stored 24 distinct rows of 24 training rows and 8 validation prompts" in caplog.text
+    assert "48 training rows replayed" in caplog.text and "8 validation prompts replayed" in caplog.text
     history = json.loads((out / "trainer_state.json").read_text(encoding="utf-8"))["log_history"]
     losses = [e["loss"] for e in history if "loss" in e]
     assert len(losses) == 12 and all(math.isfinite(x) for x in losses)
@@ -137,22 +168,8 @@ def test_cached_verdict_only_training_in_bf16_on_cuda(train, run_argv, tmp_path,
     assert summary["verdict_metrics"]["judged"] == 8 and summary["verdict_metrics"]["invalid_rate"] == 0.0
 
 
-def test_fill_batches_are_not_rounded_up_and_rounded_training_batches_replay(
-    train, run_argv, tmp_path, caplog, monkeypatch
-):
-    """pad_to_multiple_of bounds the training batch shapes; the length-sorted fill needs no rounding."""
-    widths = []
-    fill = FrozenLayerCache.fill
-
-    def spy(self, model, rows, collate, **kwargs):
-        def recorded(examples):
-            batch = collate(examples)
-            widths.append(batch["input_ids"].shape[1])
-            return batch
-
-        return fill(self, model, rows, recorded, **kwargs)
-
-    monkeypatch.setattr(FrozenLayerCache, "fill", spy)
+def test_rounded_training_batches_replay(train, run_argv, tmp_path, caplog):
+    """pad_to_multiple_of bounds the training batch shapes; rows stored unpadded still replay."""
     with caplog.at_level(logging.INFO, logger="training.trainer"):
         train(
             run_argv(
@@ -161,5 +178,53 @@ def test_fill_batches_are_not_rounded_up_and_rounded_training_batches_replay(
                 output_dir=tmp_path / "rounded",
             )
         )
-    assert widths and any(w % 64 for w in widths)  # the fixture's rows are shorter than 64 tokens apart
-    assert "stored 24 training rows" in caplog.text and "48 training rows replayed, 24 computed" in caplog.text
+    assert "48 training rows replayed, 24 computed" in caplog.text
+
+
+def test_shared_runs_group_rows_by_their_common_leading_tokens():
+    ids = [[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 7], [1, 2, 3, 4, 5, 8, 9], [9, 9], [1, 2, 3]]
+    # [1, 2, 3] joins the run (3 tokens in common) but must keep one token of its own: 2 < 3 shared.
+    assert shared_runs(ids, range(len(ids)), 0, 3) == [([4, 0, 2, 1], 0), ([3], 0)]
+    assert shared_runs(ids, [0, 1, 2, 3], 0, 3) == [([0, 2, 1], 4), ([3], 0)]
+    # Three rows sharing 4 tokens save 8 token computations: worth a pass at min_saved 8, not 9.
+    assert shared_runs(ids, [0, 1, 2, 3], 0, 3, min_saved=8) == [([0, 2, 1], 4), ([3], 0)]
+    assert shared_runs(ids, [0, 1, 2, 3], 0, 3, min_saved=9) == [([0, 2, 1], 0), ([3], 0)]
+    # Within that run: rows 0 and 2 share one more token, enough at min_shared 1, not at 2.
+    assert shared_runs(ids, [0, 2, 1], 4, 1) == [([0, 2], 5), ([1], 4)]
+    assert shared_runs(ids, [0, 2, 1], 4, 2) == [([0], 4), ([2], 4), ([1], 4)]
+
+
+def test_the_fill_computes_shared_prefixes_once_and_stores_what_each_row_computes(tiny_model_dir):
+    model = _top_layer_lora(tiny_model_dir)
+    g = torch.Generator().manual_seed(0)
+
+    def tokens(n):
+        return torch.randint(5, 90, (n,), generator=g).tolist()
+
+    judge_prompt, victim_prompt = tokens(40), tokens(35)
+    rows = [
+        judge_prompt + tokens(10),
+        judge_prompt + tokens(12),
+        judge_prompt + victim_prompt + tokens(5),
+        judge_prompt + victim_prompt + tokens(6),
+        tokens(20),
+    ]
+    stored = {}
+    for sharing in ((32, 0), (32, 100), (0, 0)):
+        cache = FrozenLayerCache(model, 1)
+        assert cache.fill(model, rows + rows[:1], batch_size=2, min_shared=sharing[0], min_saved=sharing[1]) == 5
+        assert cache.fill_tokens == sum(map(len, rows))
+        stored[sharing] = (cache.fill_tokens_computed, {k: v.clone() for k, v in cache._rows.items()})
+        cache.remove()
+    # Shared: the judge prompt once, the victim prompt once on top of it, then each row's own tokens.
+    assert stored[32, 0][0] == 40 + 10 + 12 + 35 + 5 + 6 + 20
+    # A pass of its own must save 100 tokens: the judge prompt saves 3 x 40, the victim prompt 35.
+    assert stored[32, 100][0] == 40 + 10 + 12 + (35 + 5) + (35 + 6) + 20
+    assert stored[0, 0][0] == sum(map(len, rows))
+    model.eval()
+    with torch.no_grad():
+        for row in rows:
+            alone = model(input_ids=torch.tensor([row]), output_hidden_states=True).hidden_states[1][0]
+            key = torch.tensor(row).numpy().tobytes()
+            for _, rows_stored in stored.values():
+                assert torch.allclose(rows_stored[key], alone, atol=1e-5)
