@@ -48,6 +48,10 @@ class _Stored(Exception):
     """Ends a filling forward pass once the frozen layers' output is stored."""
 
 
+class _Unsupported(Exception):
+    """The fill cannot read this model's frozen layers' output."""
+
+
 @dataclass
 class _Prefix:
     """What the frozen layers computed for a shared prefix: per-layer keys and values, and the output."""
@@ -224,7 +228,7 @@ class FrozenLayerCache:
         out = self._originals[index](hidden_states, *args, **kwargs)
         if self._filling and keys is None and index == len(self.layers) - 1:
             if not isinstance(out, torch.Tensor):
-                raise TypeError(f"the decoder layers return {type(out).__name__}, not a tensor")
+                raise _Unsupported(f"the decoder layers return {type(out).__name__}, not a tensor")
             self._direct = out
             raise _Stored
         if index == len(self.layers) - 1 and keys is not None:
@@ -255,8 +259,8 @@ class FrozenLayerCache:
             batch_size: rows per forward pass (rows of a run, sorted by length).
             min_shared: leading tokens rows must share to have them computed once (0: never).
             min_saved: token computations a shared part must save to get a pass of its own. Each
-                pass costs about as much as a hundred tokens on a CPU; on the quickstart's rows 128
-                filled in 66 s where every shared part (0) took 75 s and no sharing 91 s.
+                pass costs about as much as a hundred tokens on a CPU; on the quickstart's 452 training
+                rows 128 filled in 66 s, where every shared part (0) took 75 s and no sharing 91 s.
             progress: show a progress bar.
         """
         from tqdm.auto import tqdm
@@ -280,7 +284,7 @@ class FrozenLayerCache:
             with torch.no_grad(), self._weights_cast_once(), bar:
                 share = min_shared if min_shared > 0 else 1 << 30
                 self._fill_rows(ids, list(range(len(ids))), 0, None, batch_size, (share, min_saved), bar)
-        except TypeError as error:
+        except _Unsupported as error:
             logger.warning("frozen layer cache: %s; not filled", error)
         finally:
             self._filling = False
@@ -384,7 +388,7 @@ class FrozenLayerCache:
             )
         states, self._direct = self._direct, None
         if states is None:
-            raise TypeError("the forward pass did not reach the last frozen layer")
+            raise _Unsupported("the forward pass did not reach the last frozen layer")
         self.fill_tokens_computed += sum(len(seq) for seq in seqs)
         return states, cache
 

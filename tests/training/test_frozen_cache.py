@@ -228,3 +228,14 @@ def test_the_fill_computes_shared_prefixes_once_and_stores_what_each_row_compute
             key = torch.tensor(row).numpy().tobytes()
             for _, rows_stored in stored.values():
                 assert torch.allclose(rows_stored[key], alone, atol=1e-5)
+
+
+def test_layers_that_return_tuples_are_not_filled_and_train_uncached(tiny_model_dir, caplog):
+    model = _top_layer_lora(tiny_model_dir)
+    cache = FrozenLayerCache(model, 1)
+    original = cache._originals[0]
+    cache._originals[0] = lambda *a, **k: (original(*a, **k),)  # an older decoder layer's return type
+    with caplog.at_level(logging.WARNING, logger="training.frozen_cache"):
+        assert cache.fill(model, [[5, 6, 7, 8]]) == 0
+    assert "the decoder layers return tuple, not a tensor; not filled" in caplog.text
+    assert cache.stored_bytes == 0 and model.training
