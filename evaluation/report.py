@@ -396,13 +396,27 @@ def _agreement(rows: Sequence[dict[str, Any]], deterministic: dict[str, bool]) -
     return table
 
 
+def _computed_once(rows: Sequence[dict[str, Any]], recorded: dict[str, bool]) -> dict[str, bool]:
+    """Per judge in ``rows``, whether it was computed once: a review only if its reviewer and first judge were.
+
+    The run records a second-level entry under its recipe name (``best+review:M``); its results carry
+    the resolved one (``m/score+review:M``).
+    """
+    once = dict(recorded)
+    for name in {r["judge"] for r in rows} - set(recorded):
+        first, sep, reviewer = name.rpartition("+review:")
+        reviews = [v for k, v in recorded.items() if sep and k.endswith(sep + reviewer)]
+        once[name] = bool(reviews) and all(reviews) and recorded.get(first, False)
+    return once
+
+
 def build_tables(
     rows: Sequence[dict[str, Any]], sl_rows: Sequence[dict[str, Any]], run_info: dict[str, Any]
 ) -> list[Table]:
     """Every report table from metric rows (:func:`evaluation.metrics.compute_metric_rows`)."""
     categories = sorted({r["category"] for r in rows} - {ALL})
     judges = run_info.get("judges", [])
-    deterministic = {j["name"]: bool(j.get("deterministic")) for j in judges}
+    deterministic = _computed_once(rows, {j["name"]: bool(j.get("deterministic")) for j in judges})
     base_models = {j["name"]: j.get("base_model", "") for j in judges if j.get("kind") == "tuned"}
     return [
         _headline(rows, deterministic),

@@ -10,6 +10,7 @@ import yaml
 
 import evaluation.runs as runs
 from evaluation.metrics import compute_metric_rows
+from evaluation.report import write_report
 from evaluation.run_recipe import RunRecipeError, load_run_recipe, parse_run_recipe, plan, scale_down
 from evaluation.runs import run_eval, run_eval_file
 from evaluation.store import RESULTS_FILE, read_results, record_key
@@ -300,7 +301,7 @@ def test_greedy_review_of_a_judge_computed_once_is_reviewed_once(tmp_path, monke
         tmp_path,
         repeats=3,
         judges=[{"models": ["a"], "prompts": ["basic"], "backend": "fake", "options": once}],
-        second_level={"judge": "a/basic", "reviewer": {"model": "r", "backend": "fake", "options": once}},
+        second_level={"judge": "best", "reviewer": {"model": "r", "backend": "fake", "options": once}},
     )
     reviewed = []
     original = SecondLevelJudge.judge
@@ -314,6 +315,9 @@ def test_greedy_review_of_a_judge_computed_once_is_reviewed_once(tmp_path, monke
     records = [r for r in read_results(tmp_path / "out") if r["kind"] == "second_level"]
     assert sorted(reviewed) == sorted(set(reviewed)) and len(reviewed) == 12  # 12 examples, reviewed once each
     assert len(records) == 12 * 3 and {r["repeat"] for r in records} == {0, 1, 2}
+    report = write_report(tmp_path / "out")[0].read_text(encoding="utf-8")
+    review_row = next(line for line in report.splitlines() if line.startswith("| a/basic+review:r |"))
+    assert review_row.endswith("| 12 × 3 (computed once) |")
 
 
 def test_data_from_a_data_recipe_is_built_through_the_builders(tmp_path):
