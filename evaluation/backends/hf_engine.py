@@ -411,6 +411,9 @@ class CausalEngine:
             mask = torch.cat([left_pad(part.mask, 1) for part in parts])
             logits = torch.cat([part.logits for part in parts])
             positions = torch.cat([part.positions for part in parts])
+            # The merged copy replaces the parts' caches: two copies only while merging, as in a step.
+            for part in parts:
+                part.cache = None
         rows = len(batch)
         done = torch.zeros(rows, dtype=torch.bool, device=self.device)
         generated: list[list[int]] = [[] for _ in batch]
