@@ -144,7 +144,7 @@ class FrozenLayerCache:
         self.fill_tokens = self.fill_tokens_computed = 0
         self._decoder = decoder
         self._rows: dict[bytes, torch.Tensor] = {}
-        self._keys: list[tuple[bytes, int]] | None = None
+        self._keys: list[tuple[bytes, int, int]] | None = None
         self._replaying = False
         self._filling = False
         self._direct: torch.Tensor | None = None  # the fill's own passes: the last frozen layer's output

@@ -1,6 +1,6 @@
 """Batched causal-LM inference that computes as few tokens as it can.
 
-Three savings, each checked against a plain forward pass in the tests:
+Its savings, each checked against a plain forward pass in the tests:
 
 - **Shared prefix, computed once.** Every judge prompt of a category starts with the same system
   part (instructions, criteria, exemplars). Its key/value cache is computed once per distinct
