@@ -38,8 +38,10 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
+from recipes.prefixes import shared_runs
 
-__all__ = ["FrozenLayerCache", "frozen_bottom_layers"]
+
+__all__ = ["FrozenLayerCache", "frozen_bottom_layers", "shared_runs"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,42 +60,6 @@ class _Prefix:
 
     kv: list[tuple[torch.Tensor, torch.Tensor]]
     states: torch.Tensor  # (prefix length, hidden)
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int], start: int = 0) -> int:
-    n = start
-    for x, y in zip(a[start:], b[start:]):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def shared_runs(
-    ids: Sequence[Sequence[int]], indices: Sequence[int], start: int, min_shared: int, min_saved: int = 0
-) -> list[tuple[list[int], int]]:
-    """Split rows that share ``ids[:start]`` into runs sharing at least ``min_shared`` more tokens.
-
-    A run whose shared part saves fewer than ``min_saved`` token computations is not shared.
-
-    Returns ``(row indices, shared length)`` per run, in token order; a row that shares nothing
-    more is a run of its own with length ``start``. A shared length leaves every row at least one
-    token of its own.
-    """
-    order = sorted(indices, key=lambda i: ids[i][start:])
-    runs: list[list[int]] = []
-    for i in order:
-        if runs and _common_prefix(ids[runs[-1][0]], ids[i], start) >= start + min_shared:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    out = []
-    for run in runs:
-        # Sorted ids: the first and last rows of a run share the least.
-        shared = min(_common_prefix(ids[run[0]], ids[run[-1]], start), min(len(ids[i]) for i in run) - 1)
-        worth = len(run) > 1 and shared >= start + min_shared and (len(run) - 1) * (shared - start) >= min_saved
-        out.append((run, shared if worth else start))
-    return out
 
 
 def _decoder_layers(model: Any) -> tuple[Any, torch.nn.ModuleList]:

@@ -25,7 +25,7 @@ from typing import Any
 from peft import PeftModel
 from trl import SFTTrainer
 
-from training.callbacks import DivergenceCallback
+from training.callbacks import DivergenceCallback, VerdictMetricsCallback
 from training.frozen_cache import FrozenLayerCache, frozen_bottom_layers
 from training.lm_head import install_answer_only_head
 from training.verdict_loss import VerdictOnlyCollator
@@ -85,7 +85,8 @@ class JudgeSFTTrainer(SFTTrainer):
             probes = [
                 probe.input_ids
                 for callback in self.callback_handler.callbacks
-                for probe in getattr(callback, "probes", [])
+                if isinstance(callback, VerdictMetricsCallback)
+                for probe in callback.probes
                 if probe.input_ids
             ]
             with self.accelerator.autocast():

@@ -40,6 +40,8 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
+from recipes.prefixes import common_prefix, shared_runs
+
 
 __all__ = ["CausalEngine", "EngineOutput"]
 
@@ -86,14 +88,6 @@ class _Prefilled:
     mask: torch.Tensor
     positions: torch.Tensor
     cost: int
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 class CausalEngine:
@@ -151,7 +145,7 @@ class CausalEngine:
                     self._prefix_ids[prefix] = self.encode(prefix)
                 prefix_ids = self._prefix_ids[prefix]
                 # Keep at least one suffix token: its logits are what is read.
-                split = min(_common_prefix(ids, prefix_ids), len(ids) - 1)
+                split = min(common_prefix(ids, prefix_ids), len(ids) - 1)
                 if split >= _MIN_PREFIX:
                     key = tuple(prefix_ids)
                 else:
@@ -179,28 +173,13 @@ class CausalEngine:
         for (key, split), group in groups.items():
             if len(group) < 2:
                 continue
-            ordered = sorted(group, key=lambda it: it.ids)
-            run = [ordered[0]]
-            for item in ordered[1:]:
-                if _common_prefix(run[0].ids, item.ids) >= split + _MIN_SHARED:
-                    run.append(item)
-                else:
-                    self._assign(run, key, split)
-                    run = [item]
-            self._assign(run, key, split)
-
-    @staticmethod
-    def _assign(run: list[_Item], key: tuple[int, ...] | None, split: int) -> None:
-        if len(run) < 2:
-            return
-        # Sorted ids: the first and last of a run share the shortest prefix of any pair in it.
-        length = min(_common_prefix(run[0].ids, run[-1].ids), min(len(it.ids) for it in run) - 1)
-        if length < split + _MIN_SHARED:
-            return
-        shared = tuple(run[0].ids[:length])
-        for item in run:
-            item.parent, item.parent_split = key, split
-            item.key, item.split = shared, length
+            for run, shared in shared_runs([it.ids for it in group], range(len(group)), split, _MIN_SHARED):
+                if shared == split:
+                    continue
+                prefix = tuple(group[run[0]].ids[:shared])
+                for i in run:
+                    group[i].parent, group[i].parent_split = key, split
+                    group[i].key, group[i].split = prefix, shared
 
     def _batches(self, items: list[_Item], extra: int = 0) -> list[list[_Item]]:
         """Length-sorted batches per prefix, cut at ``batch_size`` rows or ``max_batch_tokens`` positions."""
