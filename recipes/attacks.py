@@ -54,6 +54,7 @@ class AttackWords:
 
     @classmethod
     def of(cls, category: Category) -> AttackWords:
+        """The verdict words of ``category``."""
         return cls(category.positive, category.negative)
 
 

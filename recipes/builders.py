@@ -26,6 +26,7 @@ import datasets
 import yaml
 from tqdm.auto import tqdm
 
+from recipes.augment import augment_examples
 from recipes.categories import Category
 from recipes.data_card import SFT_SPLITS, DataCard
 from recipes.data_recipe import CategorySelection, DataRecipe, load_data_recipe, resolve_sources, resolved_dict
@@ -143,12 +144,13 @@ def _sft_dataset(
     budget: FieldBudget,
     exemplars: Mapping[str, list[dict]],
     split: str,
+    render: str = "plain",
 ) -> datasets.Dataset:
     columns: dict[str, list] = {"messages": [], "id": [], "category": [], "label": []}
     for example in tqdm(examples, total=len(examples), desc=f"render {split} prompts", unit="example", leave=False):
         category = categories[example["category"]]
         shown = exemplars.get(category.name) if category.name in exemplars else None
-        rendered = render_prompt(template, category, example, exemplars=shown, budget=budget)
+        rendered = render_prompt(template, category, example, exemplars=shown, budget=budget, render=render)
         target = render_target(category.positive, category.negative, example["label"])
         columns["messages"].append([*rendered.messages, {"role": "assistant", "content": target}])
         columns["id"].append(example["id"])
@@ -223,8 +225,17 @@ def build_datasets(
         else {}
     )
     eval_data = datasets.DatasetDict({split: _eval_dataset(splits[split]) for split in SPLITS})
+    sft_rows = {s: splits[s] for s in SFT_SPLITS}
+    augmented: dict[str, Any] = {}
+    if recipe.augment:  # training rows only: validation and test stay clean
+        copies, by_attack = augment_examples(splits["train"], categories, recipe.augment)
+        sft_rows["train"] = splits["train"] + copies
+        augmented = {"train": len(copies), "by_attack": by_attack, **recipe.augment.to_dict()}
     sft_data = datasets.DatasetDict(
-        {s: _sft_dataset(splits[s], categories, template, recipe.budget, exemplars, s) for s in SFT_SPLITS}
+        {
+            s: _sft_dataset(sft_rows[s], categories, template, recipe.budget, exemplars, s, recipe.render)
+            for s in SFT_SPLITS
+        }
     )
     resolved_recipe = resolved_dict(recipe, resolved)
     by_category: dict[str, list[dict]] = defaultdict(list)
@@ -247,6 +258,8 @@ def build_datasets(
         few_shot=recipe.few_shot if uses_exemplars else 0,
         exemplars={name: [e["id"] for e in chosen] for name, chosen in exemplars.items()},
         skipped=_skipped(reports, id_problems),
+        render=recipe.render,
+        augmented=augmented,
     )
     logger.info("built %s: %s examples (%s)", recipe.name, card.total(), {s: card.total(s) for s in SPLITS})
     return BuiltData(eval=eval_data, sft=sft_data, card=card, splits=splits, resolved_recipe=resolved_recipe)

@@ -26,7 +26,9 @@ _CARD_JSON, _CARD_MD = "data_card.json", "data_card.md"
 class DataCard:
     """What a build produced and from what: counts, sources, duplicates, skipped rows, settings.
 
-    ``counts`` is ``{category: {split: {"0": n, "1": n}}}``.
+    ``counts`` is ``{category: {split: {"0": n, "1": n}}}`` (the clean rows). ``augmented``
+    counts the perturbed copies added to the SFT training set (``{"train": n, "by_attack": {...}}``,
+    empty without augmentation); ``render`` is how the judged text was rendered.
     """
 
     name: str
@@ -46,6 +48,8 @@ class DataCard:
     skipped: dict[str, Any] = field(default_factory=lambda: {"total": 0, "reasons": {}, "rows": []})
     description: str = ""
     sft_splits: list[str] = field(default_factory=lambda: list(SFT_SPLITS))
+    render: str = "plain"
+    augmented: dict[str, Any] = field(default_factory=dict)
 
     def total(self, split: str | None = None, label: int | None = None) -> int:
         """Examples in ``split`` (all splits when None) with ``label`` (both when None)."""
@@ -98,6 +102,13 @@ class DataCard:
             lines.append(f"Dropped by limit_per_category (stratified): {self.subsampled}")
         if self.exemplars:
             lines.append(f"Few-shot exemplars (from train): { {c: len(v) for c, v in self.exemplars.items()} }")
+        if self.render != "plain":
+            lines.append(f"Render of the judged text: {self.render}")
+        if self.augmented:
+            lines.append(
+                f"Perturbed copies added to the SFT train set (labels unchanged): {self.augmented.get('train', 0)} "
+                f"{self.augmented.get('by_attack', {})}"
+            )
         lines.append(f"Skipped rows: {self.skipped.get('total', 0)}")
         for reason, n in self.skipped.get("reasons", {}).items():
             lines.append(f"- {n} × {reason}")

@@ -15,6 +15,10 @@ budget, an optional per-category limit and the few-shot exemplar count::
     budget: {prompt_chars: 1500, response_chars: 2000}
     limit_per_category: null
     few_shot: 4
+    render: plain                    # or marked: victim text between explicit markers
+    augment: {attacks: [evaluator_note], fraction: 0.3, seed: 0}   # optional, training rows only
+
+``render`` and ``augment`` enter the recipe hash only when set, so recipes without them keep theirs.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from typing import Any
 
 import yaml
 
+from recipes.augment import AugmentConfig, parse_augment
 from recipes.categories import Category, load_category
-from recipes.prompts import FieldBudget
+from recipes.prompts import FieldBudget, check_render
 from recipes.schema import DataError
 from recipes.sources import SourceConfig, parse_source
 from recipes.splits import SPLITS, SplitFractions
@@ -47,6 +52,8 @@ _RECIPE_KEYS = (
     "budget",
     "limit_per_category",
     "few_shot",
+    "render",
+    "augment",
 )
 
 
@@ -66,7 +73,8 @@ class DataRecipe:
     """A data recipe: what to read, how to split it and how to render the judge prompts.
 
     Attributes (data): ``name``, ``description``, ``categories``. (splits): ``splits``, ``seed``,
-    ``limit_per_category``. (prompts): ``prompt_template``, ``budget``, ``few_shot``. ``path`` is
+    ``limit_per_category``. (prompts): ``prompt_template``, ``budget``, ``few_shot``, ``render``.
+    (robustness training): ``augment``. ``path`` is
     the file it was read from (not a YAML key).
     """
 
@@ -79,6 +87,10 @@ class DataRecipe:
     limit_per_category: int | None = field(default=None, metadata={"help": "stratified subsample per category"})
     few_shot: int = field(default=4, metadata={"help": "exemplars from train for templates that show some"})
     description: str = field(default="", metadata={"help": "free text"})
+    render: str = field(default="plain", metadata={"help": "plain, or marked: victim text between markers"})
+    augment: AugmentConfig | None = field(
+        default=None, metadata={"help": "perturbed copies of training rows (recipes.augment)"}
+    )
     path: str = field(default="<memory>", metadata={"help": "file the recipe was read from"})
 
     def __post_init__(self):
@@ -108,10 +120,13 @@ class DataRecipe:
             raise DataError(where, None, "few_shot", "a non-negative integer", self.few_shot)
         if not isinstance(self.prompt_template, str) or not self.prompt_template.strip():
             raise DataError(where, None, "prompt_template", "a template name such as basic", self.prompt_template)
+        check_render(self.render, where)
+        if isinstance(self.augment, Mapping):
+            self.augment = parse_augment(self.augment, where)
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as YAML-ready data (no ``path``)."""
-        return {
+        data = {
             "name": self.name,
             "description": self.description,
             "categories": [{"name": c.name, "sources": list(c.sources)} for c in self.categories],
@@ -122,6 +137,11 @@ class DataRecipe:
             "limit_per_category": self.limit_per_category,
             "few_shot": self.few_shot,
         }
+        if self.render != "plain":  # only when set: recipes without it keep their hash
+            data["render"] = self.render
+        if self.augment:
+            data["augment"] = self.augment.to_dict()
+        return data
 
 
 def _parse_splits(data: Any, where: str) -> SplitFractions:
@@ -195,6 +215,8 @@ def load_data_recipe(path: str | Path) -> DataRecipe:
         budget=data.get("budget") or {},
         limit_per_category=data.get("limit_per_category"),
         few_shot=data.get("few_shot", 4),
+        render=data.get("render") or "plain",
+        augment=parse_augment(data.get("augment"), path),
         description=str(data.get("description") or "").strip(),
         path=path,
     )

@@ -35,6 +35,10 @@ class JudgeCard:
         budget: the per-field character budget used when rendering training prompts.
         metrics: final validation metrics (F1, precision, ...).
         threshold: decision threshold on P(positive) chosen on validation (0.5 when not tuned).
+        render: how the judged text was rendered in training (``plain`` or ``marked``); evaluation
+            renders it the same way.
+        robustness: the judge's figures under victim-side attacks, when measured
+            (:meth:`with_robustness`): clean F1, F1 and flip rate per attack, on which split.
     """
 
     base_model: str
@@ -45,6 +49,8 @@ class JudgeCard:
     budget: dict[str, Any] = field(default_factory=lambda: dataclasses.asdict(FieldBudget()))
     metrics: dict[str, float] = field(default_factory=dict)
     threshold: float = 0.5
+    render: str = "plain"
+    robustness: dict[str, Any] = field(default_factory=dict)
     judgeforge_version: str = "0.1.0"
 
     @property

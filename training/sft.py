@@ -203,6 +203,7 @@ def _write_outputs(
         adapter=adapter,
         data_recipe_hash=data.card["recipe_hash"],
         budget=data.card.get("budget") or {},
+        render=data.card.get("render") or "plain",
         metrics=metrics,
         threshold=threshold,
     )

@@ -17,7 +17,7 @@ from typing import Any
 
 from evaluation.judges import JudgeResult, JudgeSpec
 from recipes.categories import Category
-from recipes.prompts import FieldBudget, JudgeTemplate, RenderedPrompt, load_template, render_prompt
+from recipes.prompts import FieldBudget, JudgeTemplate, RenderedPrompt, check_render, load_template, render_prompt
 from recipes.verdict import parse_score, parse_verdict, render_target
 
 
@@ -111,8 +111,9 @@ def read_completion(
 class PromptJudge:
     """A judge made of a prompt template and a backend that completes rendered prompts.
 
-    Subclasses implement :meth:`complete`. A tuned judge passes the verdict words, template, budget
-    and decision threshold its ``judge.json`` recorded.
+    Subclasses implement :meth:`complete`. A tuned judge passes the verdict words, template, budget,
+    render and decision threshold its ``judge.json`` recorded; otherwise ``options.render`` (``plain``
+    by default, or ``marked``) chooses the render of the judged text.
     """
 
     def __init__(
@@ -123,6 +124,7 @@ class PromptJudge:
         verdict_words: dict[str, list[str]] | None = None,
         budget: FieldBudget | None = None,
         threshold: float | None = None,
+        render: str | None = None,
     ):
         self.spec = spec
         self.name = spec.name
@@ -131,6 +133,7 @@ class PromptJudge:
         self.verdict_words = verdict_words or {}
         self.budget = budget or budget_from_options(spec.options)
         self.threshold = threshold
+        self.text_render = check_render(render or str(spec.options.get("render", "plain")), "<judge spec>")
         self.seed = int(spec.options.get("seed", 0))
 
     # -- what a backend implements ---------------------------------------------------------------
@@ -157,7 +160,14 @@ class PromptJudge:
         for example in examples:
             try:
                 rendered.append(
-                    render_prompt(self.template, category, example, exemplars=exemplars, budget=self.budget)
+                    render_prompt(
+                        self.template,
+                        category,
+                        example,
+                        exemplars=exemplars,
+                        budget=self.budget,
+                        render=self.text_render,
+                    )
                 )
             except (KeyError, TypeError, ValueError) as error:
                 rendered.append(f"cannot render the judge prompt: {type(error).__name__}: {error}")
