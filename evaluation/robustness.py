@@ -43,6 +43,7 @@ __all__ = [
     "judge_suite",
     "parse_robustness",
     "perturb_examples",
+    "robustness_summary",
     "robustness_table",
     "select_clean",
 ]
@@ -262,6 +263,35 @@ def compute_robustness_rows(
     for (judge, category), items in groups.items():
         rows += _rows_for(judge, category, items)
     return rows
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else round(float(value), 4)
+
+
+def robustness_summary(rows: Sequence[RobustnessRow], judge: str, **context: Any) -> dict[str, Any]:
+    """One judge's pooled figures as plain data (what ``judge.json`` records); empty when not measured.
+
+    ``context`` (e.g. ``split``, ``run``) is recorded beside the figures. NaN becomes None.
+    """
+    mine = {r.attack: r for r in rows if r.judge == judge and r.category == ALL}
+    if CLEAN not in mine or len(mine) < 2:
+        return {}
+    attacks = {
+        name: {
+            "n": row.n,
+            "f1": _finite(row.f1),
+            "flip_rate": _finite(row.flip_rate),
+            "flips": row.flips,
+            "compared": row.compared,
+            "pos_to_neg": row.pos_to_neg,
+            "clean_positive": row.clean_positive,
+            "no_label": row.no_label,
+        }
+        for name, row in mine.items()
+        if name != CLEAN
+    }
+    return {**context, "examples": mine[CLEAN].n, "clean_f1": _finite(mine[CLEAN].f1), "attacks": attacks}
 
 
 def _number(value: float, digits: int = 3) -> str:

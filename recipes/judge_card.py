@@ -62,6 +62,10 @@ class JudgeCard:
         """The training-time budget as a :class:`FieldBudget`."""
         return FieldBudget(**self.budget)
 
+    def with_robustness(self, figures: dict[str, Any]) -> JudgeCard:
+        """A copy recording the judge's figures under attack (``evaluation.robustness.robustness_summary``)."""
+        return dataclasses.replace(self, robustness=dict(figures))
+
     def write(self, folder: str | Path) -> Path:
         """Write ``judge.json`` into ``folder``."""
         path = Path(folder) / JUDGE_CARD

@@ -150,3 +150,22 @@ def test_tfidf_loses_the_answer_under_padding():
     assert rows["padding"].n == 3 * rows[CLEAN].n
     assert rows["padding"].f1 < rows[CLEAN].f1 - 0.1 and rows["padding"].flips > 0
     assert not math.isnan(rows["padding"].pos_to_neg_rate)
+
+
+def test_the_summary_travels_in_judge_json(harmful, tmp_path):
+    from evaluation.robustness import robustness_summary
+    from recipes.judge_card import JudgeCard
+
+    examples, config = _examples(10), RobustnessConfig(attacks=("evaluator_note",), variants=1)
+    rows = compute_robustness_rows(judge_suite(_gullible(harmful, examples, config), harmful, examples, config))
+    summary = robustness_summary(rows, "gullible/basic", split="test")
+    assert summary["split"] == "test" and summary["examples"] == 10 and summary["clean_f1"] == 1.0
+    assert summary["attacks"]["evaluator_note"] | {} == {
+        "n": 10, "f1": 0.0, "flip_rate": 0.5, "flips": 5, "compared": 10, "pos_to_neg": 5, "clean_positive": 5,
+        "no_label": 0,
+    }  # fmt: skip
+    assert robustness_summary(rows, "another judge") == {}
+    card = JudgeCard(base_model="m", prompt_template="basic", verdict_words={"harmful_content": ["HARMFUL", "SAFE"]})
+    card.with_robustness(summary).write(tmp_path)
+    read = JudgeCard.read(tmp_path)
+    assert read.robustness == summary and read.render == "plain" and card.robustness == {}
