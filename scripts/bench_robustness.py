@@ -44,6 +44,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="records (JSON lines), appended per judge")
     parser.add_argument("--by-variant", action="store_true", help="also a table per attack variant")
     parser.add_argument("--per-category", action="store_true", help="also a table per category")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default; 1 on a shared CPU)")
     return parser.parse_args()
 
 
@@ -67,6 +68,10 @@ def judge_specs(args: argparse.Namespace, budget: dict | None) -> list:
 def main() -> None:
     args = parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from evaluation.judges import build_judge
     from evaluation.robustness import (
         RobustnessConfig,
