@@ -169,3 +169,16 @@ def test_the_summary_travels_in_judge_json(harmful, tmp_path):
     card.with_robustness(summary).write(tmp_path)
     read = JudgeCard.read(tmp_path)
     assert read.robustness == summary and read.render == "plain" and card.robustness == {}
+
+
+def test_a_judge_renders_as_its_options_or_card_say(harmful):
+    examples = _examples(2)
+    marked = build_judge(JudgeSpec(model="m", backend="fake", options={"render": "marked"}))
+    marked.judge(examples, harmful)
+    user = marked.calls[-1]["prompts"][0].messages[1]["content"]
+    assert "<<<VICTIM RESPONSE START>>>" in user and "<<<VICTIM PROMPT END>>>" in user
+    plain = build_judge(JudgeSpec(model="m", backend="fake"))
+    plain.judge(examples, harmful)
+    assert "<<<VICTIM" not in plain.calls[-1]["prompts"][0].messages[1]["content"]
+    with pytest.raises(DataError, match="field 'render'"):
+        build_judge(JudgeSpec(model="m", backend="fake", options={"render": "bold"}))
