@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from evaluation import registry
 from evaluation.judges import JudgeResult, JudgeSpec, build_judge
 from recipes.categories import load_category
 from recipes.prompts import load_template
@@ -34,16 +35,12 @@ logger = logging.getLogger(__name__)
 
 
 def spec_for(judge: str | JudgeSpec, prompt: str, batch_size: int) -> JudgeSpec:
-    """A spec for ``judge``: guard model names get the guard backend, anything else ``hf``."""
+    """A spec for ``judge``: the backend that recognises the model name (guards), else the prompted default."""
     if isinstance(judge, JudgeSpec):
         return judge
-    from evaluation.guards.judge import guess_kind
-
-    try:
-        kind = guess_kind(judge)
-    except ValueError:
-        return JudgeSpec(model=judge, prompt=prompt, backend="hf", batch_size=batch_size)
-    return JudgeSpec(model=judge, prompt=prompt, backend="guard", batch_size=batch_size, options={"kind": kind})
+    default = registry.judge_kind(registry.PROMPTED).backend
+    backend, options = registry.backend_for_model(judge, default)
+    return JudgeSpec(model=judge, prompt=prompt, backend=backend, batch_size=batch_size, options=options)
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any], list[str]]]:

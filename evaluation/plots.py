@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from evaluation import registry
 from evaluation.metrics import ALL
 
 
 __all__ = ["plot_categories", "plot_heatmap", "plot_reliability"]
 
-FLOOR = "reference"
+FLOOR = registry.floor_kind()
 _MAX_BAR_JUDGES = 8
 
 

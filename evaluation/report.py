@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evaluation import registry
 from evaluation.metrics import ALL, compute_metric_rows, compute_second_level_rows
 from evaluation.plots import plot_categories, plot_heatmap, plot_reliability
 from evaluation.store import read_results
@@ -38,8 +39,8 @@ __all__ = ["Table", "build_tables", "write_report"]
 
 logger = logging.getLogger(__name__)
 
-FLOOR = "reference"
-_KIND_ORDER = {"tuned": 0, "second_level": 1, "prompted": 2, "guard": 3, "reference": 4}
+FLOOR = registry.floor_kind()
+_KIND_ORDER = registry.report_order()
 _CSV_SKIP = {"reasons"}
 
 

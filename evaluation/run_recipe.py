@@ -28,18 +28,18 @@ working directory, then the recipe's folder, then the project root.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from evaluation import registry
+from evaluation.backends.options import REFERENCE_MODELS
+from evaluation.guards.options import GUARD_KINDS
 from evaluation.judges import BACKENDS, JudgeSpec, short_model_name
-from evaluation.reference import REFERENCE_MODELS
 from recipes.categories import list_categories
 from recipes.judge_card import JUDGE_CARD, JudgeCard
-from recipes.models import ALIASES
 from recipes.prompts import FIRST_LEVEL, load_template
 from recipes.schema import DataError
 from recipes.splits import SPLITS
@@ -63,11 +63,8 @@ __all__ = [
     "resolve_path",
 ]
 
-GUARD_KINDS = ("llama_guard", "shieldgemma")
 BEST = "best"
 _PROJECT_ROOT = Path(__file__).resolve().parents[1]
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_LOCAL_BACKENDS = ("hf", "vllm")
 
 
 class RunRecipeError(DataError):
@@ -172,6 +169,9 @@ class RunRecipe:
     )
     categories_dirs: list[str] = field(default_factory=list, metadata={"help": "extra category folders"})
     n_boot: int = field(default=1000, metadata={"help": "bootstrap resamples for confidence intervals"})
+    plugins: list[str] = field(
+        default_factory=list, metadata={"help": "modules imported first; they register their own backends"}
+    )
     path: str = field(default="<memory>", metadata={"help": "file the recipe came from (not a YAML key)"})
 
 
@@ -180,7 +180,7 @@ class JudgeEntry:
     """One judge of the run with what the report needs to place it."""
 
     spec: JudgeSpec
-    kind: str  # prompted | tuned | guard | reference | second_level
+    kind: str  # a registered judge kind (evaluation.registry.judge_kinds)
     reviews: str = ""  # second level: the first-level judge it reviews (may be `best`)
     base_model: str = ""  # tuned: the model it was tuned from
 
@@ -192,15 +192,11 @@ class JudgeEntry:
     def deterministic(self) -> bool:
         """Whether every repeat gives the same result, so it is computed once and recorded per repeat.
 
-        True for reference judges, and for greedy (temperature 0) local backends (``hf``, ``vllm``,
-        ``guard``), whose forward pass is the same each time. A hosted API at temperature 0 is not
-        assumed to be deterministic. ``options.deterministic`` overrides.
+        The backend's registration says (:func:`evaluation.registry.is_deterministic`): reference
+        judges always, local backends at temperature 0, a hosted API never. ``options.deterministic``
+        overrides.
         """
-        if "deterministic" in self.spec.options:
-            return bool(self.spec.options["deterministic"])
-        if self.spec.backend == "reference":
-            return True
-        return self.spec.backend in (*_LOCAL_BACKENDS, "guard") and self.spec.temperature == 0
+        return registry.is_deterministic(self.spec)
 
 
 @dataclass(frozen=True)
@@ -287,8 +283,8 @@ def _common(data: dict[str, Any], where: str, problems: _Problems) -> None:
     if "options" in data and not isinstance(data["options"], dict):
         problems.add(f"{where}.options", "a mapping", data["options"])
         data["options"] = {}
-    if "backend" in data and data["backend"] not in BACKENDS:
-        problems.add(f"{where}.backend", f"one of {BACKENDS}", data["backend"])
+    if "backend" in data and data["backend"] not in registry.backend_names():
+        problems.add(f"{where}.backend", f"one of {registry.backend_names()}", data["backend"])
 
 
 def parse_run_recipe(data: Any, path: str = "<memory>") -> RunRecipe:
@@ -326,6 +322,8 @@ def parse_run_recipe(data: Any, path: str = "<memory>") -> RunRecipe:
     fields["seed"] = _int(fields.get("seed", 0), "seed", problems, 0)
     fields["few_shot"] = _int(fields.get("few_shot", 4), "few_shot", problems, 0)
     fields["n_boot"] = _int(fields.get("n_boot", 1000), "n_boot", problems, 0)
+    fields["plugins"] = _str_list(top.get("plugins") or [], "plugins", problems)
+    _load_plugins(fields["plugins"], path, problems)  # before the backends they register are checked
     fields["judges"] = []
     for i, item in enumerate(_as_list(top.get("judges"))):
         where = f"judges[{i}]"
@@ -448,10 +446,6 @@ def scale_down(
     return dataclasses.replace(recipe, **changes) if changes else recipe
 
 
-def _tuned_name(folder: str) -> str:
-    return f"tuned:{short_model_name(folder)}"
-
-
 def reviewer_name(first: str, reviewer: ReviewerConfig) -> str:
     """The second-level judge's name: ``<first judge>+review:<reviewer model>``."""
     return f"{first}+review:{short_model_name(reviewer.model)}"
@@ -459,8 +453,9 @@ def reviewer_name(first: str, reviewer: ReviewerConfig) -> str:
 
 def expand_judges(recipe: RunRecipe) -> list[JudgeEntry]:
     """Every judge of the run, in run order: reference, prompted, tuned, guards, then second level."""
+    reference, tuned, guards = (registry.judge_kind(k) for k in (registry.REFERENCE, registry.TUNED, registry.GUARD))
     entries = [
-        JudgeEntry(JudgeSpec(model=ref, prompt="-", backend="reference", name=f"reference/{ref}"), "reference")
+        JudgeEntry(JudgeSpec(ref, prompt="-", backend=reference.backend, name=reference.name_for(ref)), reference.name)
         for ref in recipe.reference
     ]
     for group in recipe.judges:
@@ -475,20 +470,22 @@ def expand_judges(recipe: RunRecipe) -> list[JudgeEntry]:
                     batch_size=group.batch_size,
                     options=dict(group.options),
                 )
-                entries.append(JudgeEntry(spec, "prompted"))
+                entries.append(JudgeEntry(spec, registry.PROMPTED))
     for folder in recipe.tuned:
         path = resolve_path(folder, recipe.path)
         card = JudgeCard.read(path) if (path / JUDGE_CARD).is_file() else None
-        spec = JudgeSpec(
-            model=str(path), prompt=card.prompt_template if card else "basic", backend="hf", name=_tuned_name(folder)
-        )
-        entries.append(JudgeEntry(spec, "tuned", base_model=card.base_model if card else ""))
+        prompt = card.prompt_template if card else "basic"
+        spec = JudgeSpec(model=str(path), prompt=prompt, backend=tuned.backend, name=tuned.name_for(folder))
+        entries.append(JudgeEntry(spec, tuned.name, base_model=card.base_model if card else ""))
     for guard in recipe.guards:
-        options = {**guard.options, "kind": guard.kind}
         spec = JudgeSpec(
-            model=guard.model, prompt=guard.kind, backend="guard", batch_size=guard.batch_size, options=options
+            model=guard.model,
+            prompt=guard.kind,
+            backend=guards.backend,
+            batch_size=guard.batch_size,
+            options=_guard_options(guard),
         )
-        entries.append(JudgeEntry(spec, "guard"))
+        entries.append(JudgeEntry(spec, guards.name))
     for review in recipe.second_level:
         reviewer = review.reviewer
         spec = JudgeSpec(
@@ -501,7 +498,7 @@ def expand_judges(recipe: RunRecipe) -> list[JudgeEntry]:
             batch_size=reviewer.batch_size,
             options=dict(reviewer.options),
         )
-        entries.append(JudgeEntry(spec, "second_level", reviews=review.judge))
+        entries.append(JudgeEntry(spec, registry.SECOND_LEVEL, reviews=review.judge))
     return entries
 
 
@@ -510,14 +507,34 @@ def expand_judges(recipe: RunRecipe) -> list[JudgeEntry]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _check_model(model: str, backend: str, where: str, problems: _Problems) -> None:
-    if backend not in _LOCAL_BACKENDS and backend != "guard":
-        return  # served models (openai) and the fake backend are named freely
-    if model in ALIASES or Path(model).expanduser().is_dir():
+def _guard_options(guard: GuardConfig) -> dict[str, Any]:
+    return {**guard.options, "kind": guard.kind}
+
+
+def _load_plugins(modules: list[str], file: str, problems: _Problems) -> None:
+    try:
+        registry.load_plugins(modules, file)
+    except DataError as error:
+        problems.items.append(error)
+
+
+def _check_judge(
+    backend: str, models: dict[str, str], options: dict[str, Any], where: str, problems: _Problems
+) -> None:
+    """A judge's backend, its model names (``{key path: model}``) and its options, as the registry checks them."""
+    try:
+        entry = registry.backend(backend, problems.file)
+    except DataError:
+        problems.add(f"{where}.backend", f"one of {registry.backend_names()}", backend)
         return
-    if _HUB_ID.match(model) and not model.startswith((".", "/")) and not Path(model).parent.exists():
-        return  # a hub id (org/name); fetched (or found in the cache) when the judge is built
-    problems.add(where, f"a model alias ({', '.join(ALIASES)}), an existing folder or a hub id org/name", model)
+    for model_where, model in models.items():
+        problem = entry.model_problem(model)
+        if problem:
+            problems.add(model_where, problem, model)
+    try:
+        registry.parse_options(backend, options, f"{problems.file}: {where}")
+    except DataError as error:
+        problems.items.append(error)
 
 
 def check_recipe(recipe: RunRecipe, data_categories: list[str] | None = None) -> None:
@@ -528,6 +545,7 @@ def check_recipe(recipe: RunRecipe, data_categories: list[str] | None = None) ->
         data_categories: categories present in the data, when already known.
     """
     problems = _Problems(recipe.path)
+    _load_plugins(recipe.plugins, recipe.path, problems)
     known = list_categories(recipe.categories_dirs)
     for i, name in enumerate(recipe.categories or []):
         if name not in known:
@@ -549,8 +567,8 @@ def check_recipe(recipe: RunRecipe, data_categories: list[str] | None = None) ->
     for i, group in enumerate(recipe.judges):
         if not group.models:
             problems.add(f"judges[{i}].models", "at least one model", group.models)
-        for j, model in enumerate(group.models):
-            _check_model(model, group.backend, f"judges[{i}].models[{j}]", problems)
+        models = {f"judges[{i}].models[{j}]": model for j, model in enumerate(group.models)}
+        _check_judge(group.backend, models, group.options, f"judges[{i}]", problems)
         for j, prompt in enumerate(group.prompts):
             if prompt not in FIRST_LEVEL:
                 try:
@@ -568,16 +586,18 @@ def check_recipe(recipe: RunRecipe, data_categories: list[str] | None = None) ->
             continue
         if card.prompt_template not in FIRST_LEVEL:
             problems.add(f"tuned[{i}].prompt_template", f"one of {FIRST_LEVEL}", card.prompt_template)
+    guards = registry.judge_kind(registry.GUARD)
     for i, guard in enumerate(recipe.guards):
+        options = _guard_options(guard) if guard.kind in GUARD_KINDS else guard.options
         if guard.kind not in GUARD_KINDS:
             problems.add(f"guards[{i}].kind", f"one of {GUARD_KINDS}", guard.kind)
-        _check_model(guard.model, "guard", f"guards[{i}].model", problems)
-    for i, ref in enumerate(recipe.reference):
-        if ref not in REFERENCE_MODELS:
-            problems.add(f"reference[{i}]", f"one of {REFERENCE_MODELS}", ref)
+        _check_judge(guards.backend, {f"guards[{i}].model": guard.model}, options, f"guards[{i}]", problems)
+    reference = registry.judge_kind(registry.REFERENCE)
+    _check_judge(reference.backend, {f"reference[{i}]": ref for i, ref in enumerate(recipe.reference)}, {},
+                 "reference", problems)  # fmt: skip
     entries = expand_judges(recipe) if not problems.items else []
     names = [e.name for e in entries]
-    first_level = [e.name for e in entries if e.kind == "prompted"]
+    first_level = [e.name for e in entries if e.kind == registry.PROMPTED]
     for name in sorted({n for n in names if names.count(n) > 1}):
         problems.add("judges", "each judge once (model/prompt pairs must be unique)", name)
     for i, review in enumerate(recipe.second_level):
@@ -587,7 +607,9 @@ def check_recipe(recipe: RunRecipe, data_categories: list[str] | None = None) ->
             )
         if review.judge == BEST and entries and not first_level:
             problems.add(f"second_level[{i}].judge", "prompted judges to choose the best from", review.judge)
-        _check_model(review.reviewer.model, review.reviewer.backend, f"second_level[{i}].reviewer.model", problems)
+        reviewer = review.reviewer
+        models = {f"second_level[{i}].reviewer.model": reviewer.model}
+        _check_judge(reviewer.backend, models, reviewer.options, f"second_level[{i}].reviewer", problems)
     problems.raise_if_any()
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from evaluation import registry
 from evaluation.judges import JudgeResult, build_judge
 from evaluation.metrics import compute_metric_rows
 from evaluation.run_recipe import (
@@ -449,9 +450,10 @@ def run_eval(
     for i, entry in enumerate(entries):
         options = dict(entry.spec.options)
         changed = False
-        if entry.spec.backend != "reference" and "seed" not in options:
+        backend, kind = registry.backend(entry.spec.backend), registry.judge_kind(entry.kind)
+        if backend.takes_seed and "seed" not in options:
             options["seed"], changed = recipe.seed, True
-        if entry.kind in ("prompted", "second_level") and data.budget and "budget" not in options:
+        if kind.sees_data_budget and backend.takes_budget and data.budget and "budget" not in options:
             options["budget"], changed = dict(data.budget), True  # prompted judges see what tuned ones saw
         if changed:
             entries[i] = dataclasses.replace(entry, spec=dataclasses.replace(entry.spec, options=options))

@@ -31,7 +31,8 @@ from typing import Any
 import httpx
 
 from evaluation.backends.base import Completion, PromptJudge
-from evaluation.judges import JudgeSpec
+from evaluation.backends.options import OpenAIOptions
+from evaluation.types import JudgeSpec
 from recipes.prompts import RenderedPrompt
 
 
@@ -41,10 +42,6 @@ logger = logging.getLogger(__name__)
 
 _RETRY_STATUS = {408, 409, 429}
 _FIELD_START = {"verdict": re.compile(r'"verdict"\s*:\s*"'), "score": re.compile(r'"score"\s*:\s*"?')}
-
-
-class _Rejected(Exception):
-    """The server rejected an optional request feature (structured output or logprobs)."""
 
 
 def response_schema(prompt: RenderedPrompt) -> dict[str, Any]:
@@ -137,26 +134,23 @@ def p_positive_from_logprobs(content: str, tokens: list[dict[str, Any]], prompt:
 class OpenAIJudge(PromptJudge):
     """A judge served over HTTP (see the module docstring for its options)."""
 
+    options_class = OpenAIOptions
+
     def __init__(self, spec: JudgeSpec):
         super().__init__(spec)
-        options = spec.options
-        self.base_url = str(options.get("base_url", "https://api.openai.com/v1")).rstrip("/")
-        self.model_name = str(options.get("model", spec.model))
-        self.api_key_env = str(options.get("api_key_env", "OPENAI_API_KEY"))
-        self.concurrency = max(1, int(options.get("concurrency", spec.batch_size)))
-        self.timeout_s = float(options.get("timeout_s", 60.0))
-        self.max_retries = int(options.get("max_retries", 5))
-        self.backoff_s = float(options.get("backoff_s", 1.0))
-        self.max_backoff_s = float(options.get("max_backoff_s", 60.0))
-        self.response_format = str(options.get("response_format", "json_schema"))
-        if self.response_format not in ("json_schema", "json_object", "none"):
-            raise ValueError(
-                "<judge spec>: field 'options.response_format': expected json_schema, json_object or none, "
-                f"got {self.response_format!r}"
-            )
-        self.logprobs = bool(options.get("logprobs", True))
-        self.top_logprobs = int(options.get("top_logprobs", 5))
-        self.extra_body = dict(options.get("extra_body") or {})
+        options = self.options
+        self.base_url = options.base_url.rstrip("/")
+        self.model_name = options.model if options.model is not None else spec.model
+        self.api_key_env = options.api_key_env
+        self.concurrency = max(1, options.concurrency if options.concurrency is not None else spec.batch_size)
+        self.timeout_s = options.timeout_s
+        self.max_retries = options.max_retries
+        self.backoff_s = options.backoff_s
+        self.max_backoff_s = options.max_backoff_s
+        self.response_format = options.response_format
+        self.logprobs = options.logprobs
+        self.top_logprobs = options.top_logprobs
+        self.extra_body = dict(options.extra_body)
         self._lock = threading.Lock()
         self._random = random.Random(self.seed)
 
