@@ -140,6 +140,9 @@ class ReferenceOptions(CommonOptions):
     threshold: float = field(default=0.5, metadata={"help": "tfidf: label = P(positive) >= threshold"})
 
 
+_SCALARS = {int: "an integer", float: "a number", str: "a string"}
+
+
 def known_keys(cls: type) -> list[str]:
     """The option keys a dataclass accepts, in declaration order."""
     return [f.name for f in dataclasses.fields(cls)]
@@ -175,11 +178,13 @@ def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
         if isinstance(value, bool | int):
             return bool(value)
         problem = "true or false"
-    elif origin in (int, float, str) and not (origin is not str and isinstance(value, bool)):
-        try:
-            return origin(value)
-        except (TypeError, ValueError):
-            problem = f"a {origin.__name__}"
+    elif origin in _SCALARS:
+        problem = _SCALARS[origin]
+        if origin is str or not isinstance(value, bool):
+            try:
+                return origin(value)
+            except (TypeError, ValueError):
+                pass
     elif origin is dict:
         if value is None or isinstance(value, Mapping):
             return dict(value or {})
