@@ -40,6 +40,7 @@ from recipes.schema import DataError
 
 
 __all__ = [
+    "DEFAULT_BACKEND",
     "GUARD",
     "PROMPTED",
     "REFERENCE",
@@ -65,6 +66,7 @@ __all__ = [
 Determinism = Literal["always", "greedy", "never"]
 
 PROMPTED, TUNED, GUARD, REFERENCE, SECOND_LEVEL = "prompted", "tuned", "guard", "reference", "second_level"
+DEFAULT_BACKEND = "hf"  # what a spec or recipe that names no backend gets
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -314,8 +316,8 @@ register_backend(
 )
 register_backend("fake", "evaluation.backends.fake:FakeJudge", options=FakeOptions)
 
-register_kind(TUNED, backend="hf", report_order=0, display_name="tuned:{short}")
-register_kind(SECOND_LEVEL, backend="hf", report_order=1, sees_data_budget=True)
-register_kind(PROMPTED, backend="hf", report_order=2, sees_data_budget=True)
+register_kind(TUNED, backend=DEFAULT_BACKEND, report_order=0, display_name="tuned:{short}")
+register_kind(SECOND_LEVEL, backend=DEFAULT_BACKEND, report_order=1, sees_data_budget=True)
+register_kind(PROMPTED, backend=DEFAULT_BACKEND, report_order=2, sees_data_budget=True)
 register_kind(GUARD, backend="guard", report_order=3)
 register_kind(REFERENCE, backend="reference", report_order=4, floor=True, display_name="reference/{model}")

@@ -64,7 +64,7 @@ class JudgeSpec:
 
     model: str
     prompt: str = field(default="basic", metadata={"help": "judge prompt template"})
-    backend: str = field(default="hf", metadata={"help": "a registered backend"})
+    backend: str = field(default=registry.DEFAULT_BACKEND, metadata={"help": "a registered backend"})
     name: str = field(default="", metadata={"help": "display name (default: model/prompt)"})
     temperature: float = field(default=0.0, metadata={"help": "0 = greedy"})
     max_new_tokens: int = field(default=128, metadata={"help": "generation budget"})
