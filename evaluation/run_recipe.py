@@ -593,8 +593,8 @@ def check_recipe(recipe: RunRecipe, data_categories: list[str] | None = None) ->
             problems.add(f"guards[{i}].kind", f"one of {GUARD_KINDS}", guard.kind)
         _check_judge(guards.backend, {f"guards[{i}].model": guard.model}, options, f"guards[{i}]", problems)
     reference = registry.judge_kind(registry.REFERENCE)
-    _check_judge(reference.backend, {f"reference[{i}]": ref for i, ref in enumerate(recipe.reference)}, {},
-                 "reference", problems)  # fmt: skip
+    models = {f"reference[{i}]": ref for i, ref in enumerate(recipe.reference)}
+    _check_judge(reference.backend, models, {}, "reference", problems)
     entries = expand_judges(recipe) if not problems.items else []
     names = [e.name for e in entries]
     first_level = [e.name for e in entries if e.kind == registry.PROMPTED]
