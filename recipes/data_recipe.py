@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from recipes.categories import Category, load_category
+from recipes.loader import at_least, load, non_empty, read_yaml
 from recipes.prompts import FieldBudget
 from recipes.schema import DataError
 from recipes.sources import SourceConfig, parse_source
@@ -37,17 +36,7 @@ from recipes.splits import SPLITS, SplitFractions
 
 __all__ = ["CategorySelection", "DataRecipe", "load_data_recipe", "resolve_sources", "resolved_dict"]
 
-_RECIPE_KEYS = (
-    "name",
-    "description",
-    "categories",
-    "splits",
-    "seed",
-    "prompt_template",
-    "budget",
-    "limit_per_category",
-    "few_shot",
-)
+_BUDGET_KEYS = ", ".join(f.name for f in dataclasses.fields(FieldBudget))
 
 
 @dataclass
@@ -70,16 +59,32 @@ class DataRecipe:
     the file it was read from (not a YAML key).
     """
 
-    name: str = field(metadata={"help": "recipe name, shown in the data card"})
-    categories: list[CategorySelection] = field(metadata={"help": "categories and their sources"})
-    splits: SplitFractions = field(default_factory=SplitFractions, metadata={"help": "train/validation/test"})
+    name: str = field(metadata={"help": "recipe name, shown in the data card", **non_empty()})
+    categories: list[CategorySelection] = field(
+        metadata={"help": "categories and their sources (a bare name: its first source)"}
+    )
+    splits: SplitFractions = field(
+        default_factory=SplitFractions,
+        metadata={"help": "train/validation/test fractions (a missing one is 0)", "parse": lambda v: _parse_splits(v)},
+    )
     seed: int = field(default=42, metadata={"help": "seed of every random choice (splits, limits, exemplars)"})
-    prompt_template: str = field(default="basic", metadata={"help": "judge prompt the SFT set is rendered with"})
-    budget: FieldBudget = field(default_factory=FieldBudget, metadata={"help": "per-field character budget"})
-    limit_per_category: int | None = field(default=None, metadata={"help": "stratified subsample per category"})
-    few_shot: int = field(default=4, metadata={"help": "exemplars from train for templates that show some"})
+    prompt_template: str = field(
+        default="basic",
+        metadata={"help": "judge prompt the SFT set is rendered with", **non_empty("a template name such as basic")},
+    )
+    budget: FieldBudget = field(
+        default_factory=FieldBudget,
+        metadata={"help": f"per-field character budget ({_BUDGET_KEYS})", "parse": lambda v: _parse_budget(v)},
+    )
+    limit_per_category: int | None = field(
+        default=None, metadata={"help": "stratified subsample per category", **at_least(1, "a positive integer")}
+    )
+    few_shot: int = field(
+        default=4,
+        metadata={"help": "exemplars from train for templates that show some", **at_least(0, "an integer")},
+    )
     description: str = field(default="", metadata={"help": "free text"})
-    path: str = field(default="<memory>", metadata={"help": "file the recipe was read from"})
+    path: str = field(default="<memory>", metadata={"help": "file the recipe was read from", "yaml": False})
 
     def __post_init__(self):
         where = self.path
@@ -124,7 +129,9 @@ class DataRecipe:
         }
 
 
-def _parse_splits(data: Any, where: str) -> SplitFractions:
+def _parse_splits(data: Any, where: str = "<recipe>") -> SplitFractions:
+    if data is None:
+        return SplitFractions()
     if not isinstance(data, Mapping):
         raise DataError(where, None, "splits", "a mapping {train: f, validation: f, test: f}", data)
     unknown = sorted(set(data) - set(SPLITS))
@@ -137,7 +144,8 @@ def _parse_splits(data: Any, where: str) -> SplitFractions:
         raise DataError(where, None, error.field, error.expected, error.got) from None
 
 
-def _parse_budget(data: Any, where: str) -> FieldBudget:
+def _parse_budget(data: Any, where: str = "<recipe>") -> FieldBudget:
+    data = {} if data is None else data
     known = [f.name for f in dataclasses.fields(FieldBudget)]
     if not isinstance(data, Mapping):
         raise DataError(where, None, "budget", f"a mapping with keys among {known}", data)
@@ -168,36 +176,19 @@ def _parse_selection(item: Any, where: str, index: int) -> CategorySelection:
 
 
 def load_data_recipe(path: str | Path) -> DataRecipe:
-    """Read a data recipe YAML file; unknown keys are rejected.
+    """Read a data recipe YAML file, reporting every unknown key and bad value together.
 
     Raises:
-        DataError: naming the file and the key that is wrong.
+        recipes.loader.RecipeError: each problem as ``<file>: field '<key>'`` (inside a category:
+            ``<file>:categories[i]: field '<key>'``).
     """
     path = str(path)
-    if not Path(path).is_file():
-        raise DataError(path, None, "recipe", "an existing data recipe YAML file", path)
-    with open(path, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
-    if not isinstance(data, dict):
-        raise DataError(path, None, "<root>", "a mapping of recipe fields", type(data).__name__)
-    unknown = sorted(set(data) - set(_RECIPE_KEYS))
-    if unknown:
-        raise DataError(path, None, unknown[0], f"one of {list(_RECIPE_KEYS)}", unknown[0])
-    categories = data.get("categories")
-    if not isinstance(categories, list):
-        raise DataError(path, None, "categories", "a list of categories", categories)
-    return DataRecipe(
-        name=data.get("name"),
-        categories=[_parse_selection(item, path, i) for i, item in enumerate(categories)],
-        splits=data["splits"] if data.get("splits") is not None else SplitFractions(),
-        seed=data.get("seed", 42),
-        prompt_template=data.get("prompt_template", "basic"),
-        budget=data.get("budget") or {},
-        limit_per_category=data.get("limit_per_category"),
-        few_shot=data.get("few_shot", 4),
-        description=str(data.get("description") or "").strip(),
-        path=path,
-    )
+    data = read_yaml(path, "data recipe")
+    if isinstance(data, dict) and isinstance(data.get("categories"), list):  # a bare name: {name: NAME}
+        data["categories"] = [{"name": c} if isinstance(c, str) and c.strip() else c for c in data["categories"]]
+    hint = "`judgeforge recipe keys data` lists them"
+    recipe = load(DataRecipe, data, path, item_rows=True, hint=hint)
+    return dataclasses.replace(recipe, description=recipe.description.strip(), path=path)
 
 
 def resolve_sources(
