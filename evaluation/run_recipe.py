@@ -231,7 +231,7 @@ class _Problems(Problems):
     """The problems of one run recipe (raised as :class:`RunRecipeError`)."""
 
     def __init__(self, file: str):
-        super().__init__(file, error=RunRecipeError, hint="`judgeforge recipe keys run` lists them")
+        super().__init__(file, error=RunRecipeError, hint="`judgeforge recipe keys run`")
 
 
 def parse_run_recipe(data: Any, path: str = "<memory>", *, options: Resolver | None = None) -> RunRecipe:

@@ -87,7 +87,7 @@ def load_job_recipe(path: str | Path) -> JobRecipe:
     """
     file = resolve_path(path)
     where = str(file)
-    problems = Problems(where, hint="`judgeforge recipe keys job` lists them")
+    problems = Problems(where, hint="`judgeforge recipe keys job`")
     job = parse_into(JobRecipe, read_yaml(file, "job recipe"), problems)
     problems.raise_if_any()
     names = [s.name for s in job.train]

@@ -77,11 +77,11 @@ class DataRecipe:
         metadata={"help": f"per-field character budget ({_BUDGET_KEYS})", "parse": lambda v: _parse_budget(v)},
     )
     limit_per_category: int | None = field(
-        default=None, metadata={"help": "stratified subsample per category", **at_least(1, "a positive integer")}
+        default=None, metadata={"help": "stratified subsample per category", **at_least(1)}
     )
     few_shot: int = field(
         default=4,
-        metadata={"help": "exemplars from train for templates that show some", **at_least(0, "an integer")},
+        metadata={"help": "exemplars from train for templates that show some", **at_least(0)},
     )
     description: str = field(default="", metadata={"help": "free text"})
     path: str = field(default="<memory>", metadata={"help": "file the recipe was read from", "yaml": False})
@@ -186,7 +186,7 @@ def load_data_recipe(path: str | Path) -> DataRecipe:
     data = read_yaml(path, "data recipe")
     if isinstance(data, dict) and isinstance(data.get("categories"), list):  # a bare name: {name: NAME}
         data["categories"] = [{"name": c} if isinstance(c, str) and c.strip() else c for c in data["categories"]]
-    hint = "`judgeforge recipe keys data` lists them"
+    hint = "`judgeforge recipe keys data`"
     recipe = load(DataRecipe, data, path, item_rows=True, hint=hint)
     return dataclasses.replace(recipe, description=recipe.description.strip(), path=path)
 

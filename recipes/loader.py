@@ -32,6 +32,7 @@ for a one-item list.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -189,13 +190,15 @@ def _type_name(tp: Any) -> str:
     if origin is dict:
         return f"a mapping of {_plural(get_args(tp)[1])}" if get_args(tp) else "a mapping"
     if dataclasses.is_dataclass(tp):
-        return f"a mapping with keys among ({', '.join(known_keys(tp))})"
+        return "a mapping"
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(tp, "a value")
 
 
 def _plural(tp: Any) -> str:
     if tp is Any:
         return "values"
+    if dataclasses.is_dataclass(tp):
+        return "mappings"
     return {str: "strings", int: "integers", float: "numbers", bool: "booleans"}.get(tp, _type_name(tp))
 
 
@@ -289,6 +292,14 @@ def _field(
     return parsed
 
 
+def _unknown(key: Any, keys: list[str], hint: str) -> str:
+    """What an unknown key's message expects: the known keys, the closest one, where they are described."""
+    close = difflib.get_close_matches(str(key), keys, n=1)
+    notes = [f"did you mean '{close[0]}'?"] if close else []
+    notes += [f"see {hint}"] if hint else []
+    return f"one of the known keys ({', '.join(keys)}" + "".join(f"; {n}" for n in notes) + ")"
+
+
 def parse_into(
     cls: type[T], data: Any, problems: Problems, path: str = "", resolvers: Resolvers | None = None
 ) -> T | Any:
@@ -302,10 +313,9 @@ def parse_into(
         problems.add(path, f"a mapping with keys among ({', '.join(keys)})", data)
         return _BAD
     before = len(problems.items)
-    unknown = f"one of the known keys ({', '.join(keys)})" + (f"; {problems.hint}" if problems.hint else "")
     for key in data:
         if key not in keys:
-            problems.add(_join(path, str(key)), unknown, key)
+            problems.add(_join(path, str(key)), _unknown(key, keys, problems.hint), key)
     hints = get_type_hints(cls)
     values: dict[str, Any] = {}
     deferred = []
@@ -379,14 +389,22 @@ def describe(cls: type, indent: str = "") -> str:
     lines = []
     for f in _yaml_fields(cls):
         tp = hints[f.name]
-        default = "required" if _required(f) else f"default {_default(f)!r}"
+        shown = f.metadata.get("expected") or _type_name(tp)
+        if f.metadata.get("expected") and _NONE in (_union_args(tp) or ()):
+            shown += " or null"
+        default = _default(f)
+        if _required(f):
+            default = "required"
+        else:
+            default = "defaults below" if dataclasses.is_dataclass(default) else f"default {default!r}"
         help_text = f.metadata.get("help", "")
         choices = f.metadata.get("choices")
         choices = choices() if callable(choices) else choices
         if choices is not None:
             help_text += f" (one of {', '.join(map(str, choices))})"
-        lines.append(f"{indent}{_key(f)}: {_type_name(tp)}; {default}" + (f". {help_text}" if help_text else ""))
-        for inner in _nested(tp):
+        lines.append(f"{indent}{_key(f)}: {shown}; {default}" + (f". {help_text}" if help_text else ""))
+        own_syntax = "parse" in f.metadata and not dataclasses.is_dataclass(_default(f))  # e.g. filters
+        for inner in [] if own_syntax else _nested(tp):
             lines.append(describe(inner, indent + "  "))
     return "\n".join(lines)
 

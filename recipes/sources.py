@@ -275,7 +275,7 @@ def parse_source(data: Any, *, origin: str = "<memory>", where: str = "sources[0
     Raises:
         recipes.loader.RecipeError: each problem as ``<origin>:<where>: field '<key>': expected ...``.
     """
-    problems = Problems(origin, where, hint="`judgeforge recipe keys source` lists them")
+    problems = Problems(origin, where, hint="`judgeforge recipe keys source`")
     if not isinstance(data, dict):
         problems.add("<source>", "a mapping with name and kind", data)
         problems.raise_if_any()

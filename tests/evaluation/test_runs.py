@@ -12,8 +12,8 @@ import evaluation.runs as runs
 from evaluation.metrics import compute_metric_rows
 from evaluation.report import write_report
 from evaluation.run_recipe import RunRecipeError, load_run_recipe, parse_run_recipe, plan
-from evaluation.scale import ScaleDown, scale_down
 from evaluation.runs import run_eval, run_eval_file
+from evaluation.scale import ScaleDown, scale_down
 from evaluation.store import RESULTS_FILE, read_results, record_key
 from recipes.schema import DataError
 
