@@ -261,6 +261,11 @@ def load_run_recipe(path: str | Path) -> RunRecipe:
     return parse_run_recipe(read_yaml(file, "run recipe"), str(file))
 
 
+# ----------------------------------------------------------------------------------------------
+# Expanding (scale-down lives in evaluation/scale.py)
+# ----------------------------------------------------------------------------------------------
+
+
 def _tuned_name(folder: str) -> str:
     return f"tuned:{short_model_name(folder)}"
 

@@ -184,8 +184,9 @@ def load_data_recipe(path: str | Path) -> DataRecipe:
     """
     path = str(path)
     data = read_yaml(path, "data recipe")
-    if isinstance(data, dict) and isinstance(data.get("categories"), list):  # a bare name: {name: NAME}
-        data["categories"] = [{"name": c} if isinstance(c, str) and c.strip() else c for c in data["categories"]]
+    if isinstance(data, dict) and isinstance(data.get("categories"), str | list):  # a bare name: {name: NAME}
+        given = data["categories"] if isinstance(data["categories"], list) else [data["categories"]]
+        data["categories"] = [{"name": c} if isinstance(c, str) and c.strip() else c for c in given]
     hint = "`judgeforge recipe keys data`"
     recipe = load(DataRecipe, data, path, item_rows=True, hint=hint)
     return dataclasses.replace(recipe, description=recipe.description.strip(), path=path)
