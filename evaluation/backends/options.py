@@ -218,7 +218,9 @@ def options_from(cls: type[OptionsT], options: Mapping[str, Any] | CommonOptions
     known = known_keys(cls)
     for key in options:
         if key not in known:
-            raise OptionsError(where, str(key), f"unknown key; known: {', '.join(known)}", "a known key", key)
+            raise OptionsError(
+                where, str(key), f"unknown key; known: {', '.join(known)}", f"a known key ({', '.join(known)})", key
+            )
     hints = typing.get_type_hints(cls)
     values = {}
     for item in dataclasses.fields(cls):
