@@ -142,7 +142,9 @@ class GuardConfig:
     model: str = field(metadata={"help": "hub id or local folder"})
     kind: str = field(metadata={"help": f"one of {GUARD_KINDS}"})
     batch_size: int = field(default=8, metadata={"help": "examples per call", **at_least(1)})
-    options: dict[str, Any] = field(default_factory=dict, metadata={"help": "backend options"})
+    options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "guard options (threshold, ...)", "options_of": "kind"}
+    )
 
 
 @dataclass
@@ -256,11 +258,16 @@ def parse_run_recipe(data: Any, path: str = "<memory>", *, options: Resolver | N
 
 
 def _options_checker(path: str) -> Resolver:
-    """Check a judge's ``options`` against its backend's options dataclass; keep the mapping (specs hold dicts)."""
+    """Check a judge's (or guard's) ``options`` against its options dataclass; keep the mapping (specs hold dicts)."""
 
-    def check(backend: Any, options: Any, key_path: str) -> Any:
-        where = key_path.removesuffix(".options")
-        registry.parse_options(str(backend), options, f"{path}: {where}")
+    def check(chosen: Any, options: Any, key_path: str) -> Any:
+        where = f"{path}: {key_path.removesuffix('.options')}"
+        if chosen in GUARD_KINDS:  # a guard's options depend on its kind; its backend is the guard kind's
+            guard = registry.judge_kind(registry.GUARD).backend
+            options = options if isinstance(options, dict) else {}
+            registry.parse_options(guard, {**options, "kind": chosen}, where)
+        else:
+            registry.parse_options(str(chosen), options, where)
         return options
 
     return check
