@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-__all__ = ["REVIEW_SEP", "JudgeName", "JudgmentRecord", "MetricRow", "RunInfo", "as_record"]
+__all__ = ["NO_LABEL", "REVIEW_SEP", "JudgeName", "JudgmentRecord", "MetricRow", "RunInfo", "as_record"]
 
 REVIEW_SEP = "+review:"
+# The answer category of an output without a label, when comparing repeats.
+NO_LABEL = "none"
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ class JudgmentRecord:
     @property
     def answer(self) -> Any:
         """The answer compared across repeats: the label, or ``"none"`` without one."""
-        return self.label if self.status == "ok" else "none"
+        return self.label if self.status == "ok" else NO_LABEL
 
 
 def as_record(record: JudgmentRecord | Mapping[str, Any]) -> JudgmentRecord:
