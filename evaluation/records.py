@@ -145,7 +145,7 @@ def as_record(record: JudgmentRecord | Mapping[str, Any]) -> JudgmentRecord:
 class RunInfo:
     """``run.json``: what a run folder holds (recipe, data, judges) and how its last run ended."""
 
-    name: str
+    name: str = ""
     recipe: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     categories: list[str] = field(default_factory=list)

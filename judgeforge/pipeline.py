@@ -29,11 +29,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from recipes.schema import DataError
+
+
+if TYPE_CHECKING:
+    from evaluation.report import Report
 
 
 __all__ = ["DEFAULT_JOB", "JobRecipe", "TrainStage", "load_job_recipe", "run_pipeline"]
@@ -233,15 +237,9 @@ def _run_training(stage: TrainStage, argv: list[str]) -> None:
         raise RuntimeError(f"training failed (exit {result.returncode}): {' '.join(command)}")
 
 
-def _headline(report_md: Path) -> str:
-    """The first table of the report (the headline), as printed Markdown."""
-    lines = report_md.read_text(encoding="utf-8").splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
-    if start is None:
-        return ""
-    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
-    heading = next((lines[i] for i in range(start, -1, -1) if lines[i].startswith("#")), "")
-    return "\n".join([heading, *lines[start:end]])
+def _headline(report: Report) -> str:
+    """The headline table of the report just written, as printed Markdown (from its table, not its file)."""
+    return report.headline()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -402,9 +400,9 @@ def run_pipeline(
 
     step += 1
     _banner(step, total, "report")
-    paths = write_report(out / "eval")
-    report_md = next((p for p in paths if p.name == "report.md"), out / "eval" / "report.md")
-    print(_headline(report_md))
+    report = write_report(out / "eval")
+    report_md = report.markdown
+    print(_headline(report))
     minutes = (time.monotonic() - started) / 60
     print(f"\nreport: {report_md}\n        {report_md.with_suffix('.html')}\ndone in {minutes:.1f} min")
     return 0
