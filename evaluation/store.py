@@ -117,11 +117,13 @@ class ResultStore:
         key: KeyFn = record_key,
         key_fields: Sequence[str] = _KEY_FIELDS,
         lock_path: str | Path | None = None,
+        sort_keys: bool = True,
     ):
         self.run_dir = Path(run_dir)
         self.path = Path(path) if path is not None else self.run_dir / RESULTS_FILE
         self.key, self.key_fields = key, tuple(key_fields)
         self.lock_path = Path(lock_path) if lock_path is not None else self.run_dir / _LOCK_FILE
+        self.sort_keys = sort_keys
         self.stats = StoreStats()
         self._index: dict[Any, int] = {}
         self._records: list[dict[str, Any]] = []
@@ -133,14 +135,18 @@ class ResultStore:
         return cls(run_dir)._open(lock)
 
     @classmethod
-    def open_file(cls, path: str | Path, *, key: KeyFn, key_fields: Sequence[str], lock: bool = True) -> ResultStore:
+    def open_file(
+        cls, path: str | Path, *, key: KeyFn, key_fields: Sequence[str], lock: bool = True, sort_keys: bool = True
+    ) -> ResultStore:
         """Open (or create) a store kept in one named file (``judgeforge judge --out``), keyed by ``key``.
 
-        The lock is a hidden file beside it (``.<name>.lock``), so two runs on one file cannot both write.
+        The lock is a hidden file beside it (``.<name>.lock``), so two runs on one file cannot both
+        write; ``sort_keys=False`` keeps each record's own key order on disk.
         """
         path = Path(path)
         lock_path = path.with_name(f".{path.name}.lock")
-        return cls(path.parent, path=path, key=key, key_fields=key_fields, lock_path=lock_path)._open(lock)
+        store = cls(path.parent, path=path, key=key, key_fields=key_fields, lock_path=lock_path, sort_keys=sort_keys)
+        return store._open(lock)
 
     def _open(self, lock: bool) -> ResultStore:
         store = self
@@ -226,7 +232,7 @@ class ResultStore:
             fresh.append(record)
         if not fresh:
             return 0
-        payload = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in fresh)
+        payload = "".join(json.dumps(r, ensure_ascii=False, sort_keys=self.sort_keys) + "\n" for r in fresh)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(payload)
             handle.flush()
