@@ -24,15 +24,16 @@ import html
 import json
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from evaluation.metrics import ALL, compute_metric_rows, compute_second_level_rows
 from evaluation.plots import plot_categories, plot_heatmap, plot_reliability
 from evaluation.records import JudgeName, JudgmentRecord, MetricRow, RunInfo
+from evaluation.report_wandb import log_report
 from evaluation.store import read_records
+from evaluation.tables import Report, Table, f1_cell, is_missing, number_cell, percent_cell
 
 
 __all__ = ["Report", "Table", "build_tables", "read_run_info", "write_report"]
@@ -42,88 +43,6 @@ logger = logging.getLogger(__name__)
 FLOOR = "reference"
 _KIND_ORDER = {"tuned": 0, "second_level": 1, "prompted": 2, "guard": 3, "reference": 4}
 _CSV_SKIP = {"reasons"}
-
-
-@dataclass
-class Table:
-    """A titled table whose missing cells point to numbered notes."""
-
-    key: str
-    title: str
-    headers: list[str]
-    rows: list[list[str]] = field(default_factory=list)
-    intro: str = ""
-    notes: list[str] = field(default_factory=list)
-
-    def note(self, reason: str) -> str:
-        """The cell text for a missing value: ``n/a [k]`` with ``reason`` as note k."""
-        if reason not in self.notes:
-            self.notes.append(reason)
-        return f"n/a [{self.notes.index(reason) + 1}]"
-
-    def grid_markdown(self) -> list[str]:
-        """The header, separator and row lines of the Markdown table (no title, intro or notes)."""
-        lines = ["| " + " | ".join(self.headers) + " |", "|" + "|".join("---" for _ in self.headers) + "|"]
-        return lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in self.rows]
-
-    def to_markdown(self) -> str:
-        """The table as GitHub Markdown, notes below."""
-        lines = [f"## {self.title}", ""]
-        if self.intro:
-            lines += [self.intro, ""]
-        lines += self.grid_markdown()
-        if self.notes:
-            lines += [""] + [f"[{i}] {reason}  " for i, reason in enumerate(self.notes, start=1)]
-        return "\n".join(lines) + "\n"
-
-    def to_html(self) -> str:
-        """The table as HTML, notes below."""
-        parts = [f"<h2>{html.escape(self.title)}</h2>"]
-        if self.intro:
-            parts.append(f"<p>{html.escape(self.intro)}</p>")
-        parts.append(
-            "<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in self.headers) + "</tr></thead>"
-        )
-        body = ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows]
-        parts.append("<tbody>" + "".join(body) + "</tbody></table>")
-        if self.notes:
-            items = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
-            parts.append(f'<ol class="notes">{items}</ol>')
-        return "\n".join(parts)
-
-
-# ----------------------------------------------------------------------------------------------
-# Cells
-# ----------------------------------------------------------------------------------------------
-
-
-def _nan(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _num(table: Table, row: MetricRow, key: str, digits: int = 3) -> str:
-    value = row.get(key)
-    if _nan(value):
-        return table.note(f"{key}: {row.reason(key, 'undefined')}")
-    return f"{value:.{digits}f}"
-
-
-def _pct(table: Table, row: MetricRow, key: str) -> str:
-    value = row.get(key)
-    if _nan(value):
-        return table.note(f"{key}: {row.reason(key, 'no examples')}")
-    return f"{100 * value:.1f}%"
-
-
-def _f1_ci(table: Table, row: MetricRow, key: str = "f1") -> str:
-    f1 = row.get(key)
-    if _nan(f1):
-        return table.note(f"{key}: {row.reason(key, 'undefined')}")
-    low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
-    if _nan(low) or _nan(high):
-        reason = row.reason(f"{key}_ci_low", "no interval")
-        return f"{f1:.3f} " + table.note(f"95% interval: {reason}")
-    return f"{f1:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def _display(row: MetricRow) -> str:
@@ -137,11 +56,11 @@ def _display(row: MetricRow) -> str:
 
 def _overall(rows: Sequence[MetricRow]) -> list[dict[str, Any]]:
     out = [r for r in rows if r.category == ALL]
-    return sorted(out, key=lambda r: (_KIND_ORDER.get(r.kind, 9), -(r["f1"] if not _nan(r["f1"]) else -1)))
+    return sorted(out, key=lambda r: (_KIND_ORDER.get(r.kind, 9), -(r["f1"] if not is_missing(r["f1"]) else -1)))
 
 
 def _floor_f1(rows: Sequence[MetricRow]) -> tuple[float, str]:
-    floors = [r for r in _overall(rows) if r.kind == FLOOR and not _nan(r["f1"])]
+    floors = [r for r in _overall(rows) if r.kind == FLOOR and not is_missing(r["f1"])]
     if not floors:
         return math.nan, ""
     best = max(floors, key=lambda r: r["f1"])
@@ -180,9 +99,9 @@ def _headline(rows: Sequence[MetricRow], deterministic: dict[str, bool]) -> Tabl
     for row in _overall(rows):
         if row.kind == FLOOR:
             beats = "floor"
-        elif _nan(floor):
+        elif is_missing(floor):
             beats = table.note("beats floors: no reference judge with a defined F1 in this run")
-        elif _nan(row["f1"]):
+        elif is_missing(row["f1"]):
             beats = table.note("beats floors: this judge's F1 is undefined")
         else:
             beats = f"{'yes' if row['f1'] > floor else 'NO'} (vs {floor_name} {floor:.3f})"
@@ -190,18 +109,18 @@ def _headline(rows: Sequence[MetricRow], deterministic: dict[str, bool]) -> Tabl
             [
                 _display(row),
                 row.kind,
-                _f1_ci(table, row),
+                f1_cell(table, row),
                 beats,
-                _num(table, row, "precision"),
-                _num(table, row, "recall"),
-                _num(table, row, "f1_valid"),
-                _pct(table, row, "coverage"),
-                _pct(table, row, "invalid_rate"),
-                _pct(table, row, "refusal_rate"),
-                _pct(table, row, "error_rate"),
-                _num(table, row, "kappa"),
-                _num(table, row, "mcc"),
-                _num(table, row, "auroc"),
+                number_cell(table, row, "precision"),
+                number_cell(table, row, "recall"),
+                number_cell(table, row, "f1_valid"),
+                percent_cell(table, row, "coverage"),
+                percent_cell(table, row, "invalid_rate"),
+                percent_cell(table, row, "refusal_rate"),
+                percent_cell(table, row, "error_rate"),
+                number_cell(table, row, "kappa"),
+                number_cell(table, row, "mcc"),
+                number_cell(table, row, "auroc"),
                 f"{row['n_examples']} × {row['repeats']}"
                 + (" (computed once)" if deterministic.get(row.judge) else ""),
             ]
@@ -224,7 +143,7 @@ def _model_prompt(rows: Sequence[MetricRow]) -> Table:
         line = [model]
         for prompt in prompts:
             row = cells.get((model, prompt))
-            line.append(_f1_ci(table, row) if row else table.note("this model × prompt was not in the run recipe"))
+            line.append(f1_cell(table, row) if row else table.note("this model × prompt was not in the run recipe"))
         table.rows.append(line)
     if not prompted:
         table.headers = ["model", "F1"]
@@ -239,7 +158,7 @@ def _by_category(rows: Sequence[MetricRow], categories: list[str]) -> Table:
         line = [_display(row)]
         for category in categories:
             cell = cells.get((row.judge, category))
-            line.append(_f1_ci(table, cell) if cell else table.note("no results of this judge on this category"))
+            line.append(f1_cell(table, cell) if cell else table.note("no results of this judge on this category"))
         table.rows.append(line)
     return table
 
@@ -292,9 +211,9 @@ def _second_level(sl_rows: Sequence[MetricRow], run_info: RunInfo) -> Table:
     )
     for row in [r for r in sl_rows if r.category == ALL]:
         change = row["f1_change"]
-        if _nan(change):
+        if is_missing(change):
             cell = table.note(f"F1 change: {row.reason('f1_change', 'undefined')}")
-        elif _nan(row["f1_change_ci_low"]):
+        elif is_missing(row["f1_change_ci_low"]):
             cell = f"{change:+.3f} " + table.note(f"95% interval: {row.reason('f1_change_ci_low', '')}")
         else:
             cell = f"{change:+.3f} [{row['f1_change_ci_low']:+.3f}, {row['f1_change_ci_high']:+.3f}]"
@@ -303,8 +222,8 @@ def _second_level(sl_rows: Sequence[MetricRow], run_info: RunInfo) -> Table:
                 row.judge,
                 row.get("reviews") or JudgeName.parse(row.judge).first,
                 row.model,
-                _num(table, row, "f1_before"),
-                _num(table, row, "f1_after"),
+                number_cell(table, row, "f1_before"),
+                number_cell(table, row, "f1_after"),
                 cell,
                 str(row["flips"]),
                 str(row["fixed"]),
@@ -349,21 +268,22 @@ def _tuned_vs_prompted(rows: Sequence[MetricRow], base_models: dict[str, str]) -
         intro="Each tuned judge against the best prompted configuration of the model it was tuned from, and "
         "the best reference judge, on the same examples.",
     )
-    prompted = [r for r in overall if r.kind == "prompted" and not _nan(r["f1"])]
+    prompted = [r for r in overall if r.kind == "prompted" and not is_missing(r["f1"])]
     for row in [r for r in overall if r.kind == "tuned"]:
         base = base_models.get(row.judge, "")
         same = [r for r in prompted if base and _same_model(r.model, base)]
         best = max(same, key=lambda r: r["f1"]) if same else None
-        floor_cell = f"{floor_name} {floor:.3f}" if not _nan(floor) else table.note("no reference judge in this run")
+        no_floor = is_missing(floor)
+        floor_cell = f"{floor_name} {floor:.3f}" if not no_floor else table.note("no reference judge in this run")
         if best is None:
             why = "no base model recorded in judge.json" if not base else f"no prompted judge of {base} in this run"
             missing = table.note(why)
-            table.rows.append([row.judge, _f1_ci(table, row), base or missing, missing, missing, missing, floor_cell])
+            table.rows.append([row.judge, f1_cell(table, row), base or missing, missing, missing, missing, floor_cell])
             continue
-        diff = row["f1"] - best["f1"] if not _nan(row["f1"]) else math.nan
-        diff_cell = f"{diff:+.3f}" if not _nan(diff) else table.note("the tuned judge's F1 is undefined")
+        diff = row["f1"] - best["f1"] if not is_missing(row["f1"]) else math.nan
+        diff_cell = f"{diff:+.3f}" if not is_missing(diff) else table.note("the tuned judge's F1 is undefined")
         table.rows.append(
-            [row.judge, _f1_ci(table, row), base, best.judge, _f1_ci(table, best), diff_cell, floor_cell]
+            [row.judge, f1_cell(table, row), base, best.judge, f1_cell(table, best), diff_cell, floor_cell]
         )
     if not table.rows:
         table.rows.append(["(none)"] + [table.note("the run recipe has no tuned judges (`tuned:`)")] * 6)
@@ -380,15 +300,21 @@ def _agreement(rows: Sequence[MetricRow], deterministic: dict[str, bool]) -> Tab
     )
     for row in _overall(rows):
         mean, sd = row.get("f1_repeat_mean"), row.get("f1_repeat_std")
-        if _nan(mean):
+        if is_missing(mean):
             spread = table.note(f"F1 over repeats: {row.reason('f1_repeat_mean', 'undefined')}")
-        elif _nan(sd):
+        elif is_missing(sd):
             spread = f"{mean:.3f} " + table.note(f"sd: {row.reason('f1_repeat_std', 'undefined')}")
         else:
             spread = f"{mean:.3f} ± {sd:.3f}"
         repeats = f"{row['repeats']}" + (" (computed once)" if deterministic.get(row.judge) else "")
         table.rows.append(
-            [_display(row), repeats, _pct(table, row, "percent_agreement"), _num(table, row, "fleiss_kappa"), spread]
+            [
+                _display(row),
+                repeats,
+                percent_cell(table, row, "percent_agreement"),
+                number_cell(table, row, "fleiss_kappa"),
+                spread,
+            ]
         )
     return table
 
@@ -499,41 +425,6 @@ def _or(value: Any) -> Any:
     return "?" if value is None else value
 
 
-@dataclass
-class Report:
-    """What :func:`write_report` wrote: the tables (the headline first) and the files.
-
-    It reads as the list of paths it replaces (``report[0]`` is ``report.md``).
-    """
-
-    tables: list[Table]
-    paths: list[Path]
-    rows: list[MetricRow] = field(default_factory=list)
-
-    @property
-    def markdown(self) -> Path:
-        """The ``report.md`` written."""
-        return self.paths[0]
-
-    def table(self, key: str) -> Table:
-        """The table with this key (``headline``, ``by_category``, ...)."""
-        return next(t for t in self.tables if t.key == key)
-
-    def headline(self) -> str:
-        """The headline table as printed Markdown: its heading and its rows (what a finished run prints)."""
-        table = self.table("headline")
-        return "\n".join([f"## {table.title}", *table.grid_markdown()])
-
-    def __iter__(self) -> Iterator[Path]:
-        return iter(self.paths)
-
-    def __getitem__(self, index: int) -> Path:
-        return self.paths[index]
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-
 def read_run_info(folder: Path) -> RunInfo:
     """``run.json`` of a run folder (a folder without one is named after itself)."""
     run_file = folder / "run.json"
@@ -593,38 +484,5 @@ def write_report(run_dir: str | Path, *, wandb_project: str | None = None) -> Re
     (folder / "report.html").write_text(page + "</head><body>" + "\n".join(body) + "</body></html>\n", "utf-8")
     written = [folder / "report.md", folder / "report.html", *written, *[p for p in plots.values() if p]]
     if wandb_project:
-        _log_wandb(wandb_project, folder, run_info, rows, tables, plots)
+        log_report(wandb_project, folder, run_info, rows, tables, plots)
     return Report(tables=tables, paths=written, rows=rows)
-
-
-def _log_wandb(
-    project: str,
-    folder: Path,
-    run_info: RunInfo,
-    rows: Sequence[MetricRow],
-    tables: Sequence[Table],
-    plots: dict[str, Path | None],
-) -> None:
-    """Log every table (under ``report/<key>``), the plots and a summary of F1 per judge to W&B."""
-    import wandb
-
-    config = {k: getattr(run_info, k) for k in ("name", "repeats", "seed", "categories", "data")}
-    run = wandb.init(project=project, name=f"report-{run_info.name or folder.name}", dir=str(folder),
-                     job_type="eval-report", config=config, reinit="finish_previous")  # fmt: skip
-    try:
-        for table in tables:
-            run.log({f"report/{table.key}": wandb.Table(columns=table.headers, data=table.rows)})
-        columns = [k for k in rows[0] if k not in _CSV_SKIP] if rows else []
-        data = [[_csv_value(row.get(k)) if not isinstance(row.get(k), float) or not math.isnan(row[k]) else None
-                 for k in columns] for row in rows]  # fmt: skip
-        run.log({"report/metrics": wandb.Table(columns=columns, data=data)})
-        for title, path in plots.items():
-            if path:
-                run.log({f"plots/{path.stem}": wandb.Image(str(path), caption=title)})
-        for row in rows:
-            if row.category == ALL and not _nan(row["f1"]):
-                run.summary[f"f1/{row.judge}"] = row["f1"]
-                if not _nan(row["f1_ci_low"]):
-                    run.summary[f"f1_ci/{row.judge}"] = [row["f1_ci_low"], row["f1_ci_high"]]
-    finally:
-        run.finish()
