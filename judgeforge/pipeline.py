@@ -29,15 +29,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from recipes.schema import DataError
-
-
-if TYPE_CHECKING:
-    from evaluation.report import Report
 
 
 __all__ = ["DEFAULT_JOB", "JobRecipe", "TrainStage", "load_job_recipe", "run_pipeline"]
@@ -237,8 +233,11 @@ def _run_training(stage: TrainStage, argv: list[str]) -> None:
         raise RuntimeError(f"training failed (exit {result.returncode}): {' '.join(command)}")
 
 
-def _headline(report: Report) -> str:
-    """The headline table of the report just written, as printed Markdown (from its table, not its file)."""
+def _headline(report: Any) -> str:
+    """The headline table of the :class:`evaluation.report.Report` just written, as printed Markdown.
+
+    It comes from the report's own table, not from reading ``report.md`` back.
+    """
     return report.headline()
 
 
