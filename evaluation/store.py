@@ -1,4 +1,4 @@
-"""The results store: an append-only JSON Lines file per run folder.
+"""The results store: an append-only JSON Lines file per run folder (or one named file: ``judgeforge judge``).
 
 One line per (judge, category, example, repeat) holding the judge's :class:`JudgeResult` fields plus
 what the metrics need (human label, group, model, prompt, kind). Lines are only ever appended, and
@@ -10,6 +10,9 @@ again, so rerunning a run after a kill finishes the rest without duplicates.
 One exception keeps backend outages from being final: a record whose status is ``error`` may be
 superseded by a later line with the same key (a rerun judges failed items again). Readers then see
 the later record; the error line stays in the file as history and is counted as ``superseded``.
+
+:meth:`ResultStore.open_file` keeps the same promises for one named file keyed by another field
+(``judgeforge judge --out`` is keyed by ``id``). Lines are read by :func:`recipes.readers.scan_jsonl`.
 """
 
 from __future__ import annotations
