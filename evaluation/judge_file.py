@@ -34,6 +34,7 @@ from evaluation.judges import JudgeResult, JudgeSpec, build_judge
 from evaluation.store import ResultStore, StoreLockedError
 from recipes.categories import load_category
 from recipes.prompts import load_template
+from recipes.readers import read_jsonl_rows
 from recipes.schema import DataError
 
 
@@ -57,24 +58,15 @@ def spec_for(judge: str | JudgeSpec, prompt: str, batch_size: int) -> JudgeSpec:
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any], list[str]]]:
     """Yield (1-based row number, row, column names) from a CSV or JSON Lines file."""
-    suffix = path.suffix.lower()
-    with open(path, encoding="utf-8", newline="") as handle:
-        if suffix == ".csv":
+    if path.suffix.lower() == ".csv":
+        with open(path, encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
             columns = list(reader.fieldnames or [])
             for number, row in enumerate(reader, start=1):
                 yield number, row, columns
-            return
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(str(path), number, "<json>", "one JSON object per line", error.msg) from error
-            if not isinstance(row, dict):
-                raise DataError(str(path), number, "<json>", "a JSON object", type(row).__name__)
-            yield number, row, list(row)
+        return
+    for number, row in read_jsonl_rows(path, expected="one JSON object per line", name="<json>"):
+        yield number, row, list(row)
 
 
 def _prompt_value(value: Any) -> Any:

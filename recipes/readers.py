@@ -95,23 +95,24 @@ class JsonlScan:
     size: int = 0
 
 
-def _parse_line(raw: bytes, path: Path, number: int, expected: str) -> JsonlLine:
+def _parse_line(raw: bytes, path: Path, number: int, expected: str, name: str) -> JsonlLine:
     try:
         return JsonlLine(number, json.loads(raw.decode("utf-8")))
     except UnicodeDecodeError as error:
-        return JsonlLine(number, error=DataError(str(path), number, "<line>", expected, f"not UTF-8 ({error.reason})"))
+        return JsonlLine(number, error=DataError(str(path), number, name, expected, f"not UTF-8 ({error.reason})"))
     except json.JSONDecodeError as error:
         shown = raw.decode("utf-8", "replace").strip()
-        return JsonlLine(number, error=DataError(str(path), number, "<line>", expected, shown[:200] or error.msg))
+        return JsonlLine(number, error=DataError(str(path), number, name, expected, shown[:200] or error.msg))
 
 
-def scan_jsonl(path: str | Path, *, expected: str = "one JSON object") -> JsonlScan:
+def scan_jsonl(path: str | Path, *, expected: str = "one JSON object", name: str = "<line>") -> JsonlScan:
     """Every line of a JSON Lines file: the one reader, and its one policy for bad and torn lines.
 
     A complete line that is not JSON carries its :class:`DataError` (file, line number); the text after
     the last newline is returned as ``torn`` when it does not parse (a whole value that merely lacks
     its newline is an ordinary line). Callers decide what a bad line means: input readers refuse or
-    report it, the results store refuses a corrupt line and cuts a torn one off.
+    report it, the results store refuses a corrupt line and cuts a torn one off. ``name`` is the
+    field the errors name.
     """
     path = Path(path)
     data = path.read_bytes()
@@ -119,9 +120,9 @@ def scan_jsonl(path: str | Path, *, expected: str = "one JSON object") -> JsonlS
     scan = JsonlScan(good_end=len(data) - len(tail), size=len(data))
     for number, raw in enumerate(complete, start=1):
         if raw.strip():
-            scan.lines.append(_parse_line(raw, path, number, expected))
+            scan.lines.append(_parse_line(raw, path, number, expected, name))
     if tail.strip():
-        last = _parse_line(tail, path, len(complete) + 1, expected)
+        last = _parse_line(tail, path, len(complete) + 1, expected, name)
         if last.error is None:
             scan.lines.append(last)
         else:
@@ -139,19 +140,21 @@ def read_jsonl(path: Path) -> tuple[list[Any], list[int]]:
     return [{ERROR_KEY: line.error} if line.error else line.value for line in lines], [line.number for line in lines]
 
 
-def read_jsonl_rows(path: str | Path, *, expected: str = "a JSON object") -> list[tuple[int, dict]]:
+def read_jsonl_rows(
+    path: str | Path, *, expected: str = "a JSON object", name: str = "<line>"
+) -> list[tuple[int, dict]]:
     """(line number, object) of every row; the first line that is not a JSON object raises.
 
     Raises:
         DataError: naming the file, the line and what was found.
     """
-    scan = scan_jsonl(path, expected=expected)
+    scan = scan_jsonl(path, expected=expected, name=name)
     rows = []
     for line in scan.lines + ([scan.torn] if scan.torn else []):
         if line.error:
             raise line.error
         if not isinstance(line.value, dict):
-            raise DataError(str(path), line.number, "<line>", expected, type(line.value).__name__)
+            raise DataError(str(path), line.number, name, expected, type(line.value).__name__)
         rows.append((line.number, line.value))
     return rows
 
