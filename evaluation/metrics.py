@@ -531,7 +531,7 @@ def compute_metric_rows(
             "percent_agreement": agreement["percent_agreement"],
             "fleiss_kappa": agreement["fleiss_kappa"],
         }
-        rows.append(MetricRow(judge, category, values, reasons))
+        rows.append(MetricRow.of(judge, category, values, reasons))
     return rows
 
 
@@ -565,5 +565,5 @@ def compute_second_level_rows(
         unreadable = sum(1 for r in items if r.review.get("status", "ok") not in ("ok", "skipped"))
         reasons = result.pop("reasons")
         values = {"model": first.model, "reviews": first.reviews or "", **result, "unreadable_reviews": unreadable}
-        rows.append(MetricRow(judge, category, values, reasons))
+        rows.append(MetricRow.of(judge, category, values, reasons))
     return rows

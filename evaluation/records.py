@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,61 +206,60 @@ class RunInfo:
         return dict((self.finished or {}).get("skipped_reasons") or {})
 
 
-# Columns named outside ``values``.
-_ROW_FIXED = ("judge", "category")
-
-
-@dataclass(eq=False)
-class MetricRow(Mapping):
+class MetricRow(dict):
     """One row of metrics (``metrics.csv`` / ``second_level.csv``): a judge on one category or ``all``.
 
-    ``values`` holds every other column in file order; ``reasons`` says why each NaN is one. The
-    row reads like the dict it replaces (``row["f1"]``), so its columns stay one list.
+    The row is the flat dict it always was (``judge``, ``category``, the metrics in file order,
+    ``reasons``: why each NaN is one), so it stays JSON and one list of columns; the properties
+    name what the report reads from it.
     """
 
-    judge: str
-    category: str
-    values: dict[str, Any] = field(default_factory=dict)
-    reasons: dict[str, str] = field(default_factory=dict)
+    @classmethod
+    def of(cls, judge: str, category: str, values: Mapping[str, Any], reasons: Mapping[str, str]) -> MetricRow:
+        """A row of ``judge`` on ``category`` with its metric ``values`` and NaN ``reasons``."""
+        return cls({"judge": judge, "category": category, **values, "reasons": dict(reasons)})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MetricRow:
-        """A row from its flat form (``judge``, ``category``, the metrics, ``reasons``)."""
-        values = {k: v for k, v in data.items() if k not in (*_ROW_FIXED, "reasons")}
-        return cls(str(data["judge"]), str(data["category"]), values, dict(data.get("reasons") or {}))
+        """A row from its flat form (``reasons`` may be missing)."""
+        row = cls(data)
+        row.setdefault("reasons", {})
+        return row
 
     def to_dict(self) -> dict[str, Any]:
-        """The flat form: ``judge``, ``category``, the metrics in order, ``reasons``."""
-        return {"judge": self.judge, "category": self.category, **self.values, "reasons": self.reasons}
+        """The flat form."""
+        return dict(self)
+
+    @property
+    def judge(self) -> str:
+        """The judge's name."""
+        return str(self["judge"])
+
+    @property
+    def category(self) -> str:
+        """The category, or ``all``."""
+        return str(self["category"])
 
     @property
     def kind(self) -> str:
         """The judge's kind (prompted, tuned, guard, reference, second_level)."""
-        return str(self.values.get("kind", ""))
+        return str(self.get("kind", ""))
 
     @property
     def model(self) -> str:
         """The judge's (or reviewer's) model."""
-        return str(self.values.get("model", ""))
+        return str(self.get("model", ""))
 
     @property
     def prompt(self) -> str:
         """The judge's prompt template."""
-        return str(self.values.get("prompt", ""))
+        return str(self.get("prompt", ""))
+
+    @property
+    def reasons(self) -> dict[str, str]:
+        """Why each NaN of the row is one."""
+        return self.get("reasons") or {}
 
     def reason(self, key: str, default: str) -> str:
         """Why ``key`` has no number."""
         return self.reasons.get(key, default)
-
-    def __getitem__(self, key: str) -> Any:
-        if key in _ROW_FIXED:
-            return getattr(self, key)
-        if key == "reasons":
-            return self.reasons
-        return self.values[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter((*_ROW_FIXED, *self.values, "reasons"))
-
-    def __len__(self) -> int:
-        return len(self.values) + 3

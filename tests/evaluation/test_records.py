@@ -61,6 +61,8 @@ def test_metric_row_reads_like_its_flat_dict():
     row = MetricRow.from_dict(flat)
     assert row.kind == "tuned" and row["f1"] is flat["f1"] and row.reason("f1", "?") == "none"
     assert dict(row) == flat and row.to_dict() == flat and list(row) == list(flat)
+    assert json.loads(json.dumps(MetricRow.of("j", "all", {"f1": 0.5}, {}))) == {"judge": "j", "category": "all",
+                                                                                 "f1": 0.5, "reasons": {}}  # fmt: skip
     with pytest.raises(KeyError):
         row["missing"]
 
