@@ -19,7 +19,7 @@ Counting conventions:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,8 @@ from sklearn.metrics import (
     matthews_corrcoef,
     roc_auc_score,
 )
+
+from evaluation.records import NO_LABEL, JudgmentRecord, MetricRow, as_record
 
 
 __all__ = [
@@ -42,14 +44,13 @@ __all__ = [
     "compute_metric_rows",
     "compute_second_level",
     "compute_second_level_rows",
+    "count_flips",
     "effective_predictions",
     "f1_from_counts",
     "fleiss_kappa",
 ]
 
 STATUSES = ("ok", "invalid", "refusal", "error")
-# The answer category of an output without a label, when comparing repeats.
-NO_LABEL = "none"
 # The category name of the rows that pool every category of a judge.
 ALL = "all"
 _NAN = float("nan")
@@ -121,6 +122,44 @@ def _cluster_counts(true: np.ndarray, pred: np.ndarray, groups: Sequence[Any] | 
     return clusters
 
 
+def _resampled_f1(clusters: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """F1 of every resample: ``draws`` picks clusters (n_boot x n_clusters) of per-cluster (tp, fp, fn)."""
+    sums = clusters[draws].sum(axis=1)  # (n_boot, 3): tp, fp, fn
+    denominator = 2 * sums[:, 0] + sums[:, 1] + sums[:, 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, 2 * sums[:, 0] / np.maximum(denominator, 1), np.nan)
+
+
+def _bootstrap(
+    true: np.ndarray,
+    predictions: Sequence[np.ndarray],
+    groups: Sequence[Any] | None,
+    *,
+    n_boot: int,
+    seed: int,
+    confidence: float,
+) -> tuple[float, float, str]:
+    """The one cluster bootstrap: percentile interval of F1 (one prediction array) or of its change (two).
+
+    Every prediction array is scored on the same resamples, so a change is paired.
+    """
+    if len(true) == 0:
+        return _NAN, _NAN, "no examples"
+    if n_boot <= 0:
+        return _NAN, _NAN, "bootstrap disabled (n_boot=0)"
+    clusters = [_cluster_counts(true, pred, groups) for pred in predictions]
+    if len(clusters[0]) < 2:
+        return _NAN, _NAN, "one cluster only: nothing to resample"
+    draws = np.random.default_rng(seed).integers(0, len(clusters[0]), size=(n_boot, len(clusters[0])))
+    scores = [_resampled_f1(c, draws) for c in clusters]
+    statistic = scores[0] if len(scores) == 1 else scores[1] - scores[0]
+    if np.all(np.isnan(statistic)):
+        return _NAN, _NAN, "no positives in labels or predictions in any resample"
+    alpha = (1 - confidence) / 2
+    low, high = np.nanquantile(statistic, [alpha, 1 - alpha])
+    return float(low), float(high), ""
+
+
 def bootstrap_f1_ci(
     y_true: Sequence[int],
     y_eff: Sequence[int],
@@ -136,24 +175,7 @@ def bootstrap_f1_ci(
         ``(low, high, reason)``; ``reason`` is empty unless the interval is NaN.
     """
     true, pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_eff, dtype=np.int64)
-    if len(true) == 0:
-        return _NAN, _NAN, "no examples"
-    if n_boot <= 0:
-        return _NAN, _NAN, "bootstrap disabled (n_boot=0)"
-    clusters = _cluster_counts(true, pred, groups)
-    if len(clusters) < 2:
-        return _NAN, _NAN, "one cluster only: nothing to resample"
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(clusters), size=(n_boot, len(clusters)))
-    sums = clusters[draws].sum(axis=1)  # (n_boot, 3): tp, fp, fn
-    denominator = 2 * sums[:, 0] + sums[:, 1] + sums[:, 2]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.where(denominator > 0, 2 * sums[:, 0] / np.maximum(denominator, 1), np.nan)
-    if np.all(np.isnan(f1)):
-        return _NAN, _NAN, "no positives in labels or predictions in any resample"
-    alpha = (1 - confidence) / 2
-    low, high = np.nanquantile(f1, [alpha, 1 - alpha])
-    return float(low), float(high), ""
+    return _bootstrap(true, [pred], groups, n_boot=n_boot, seed=seed, confidence=confidence)
 
 
 def _kappa_mcc(true: np.ndarray, pred: np.ndarray, reasons: dict[str, str], suffix: str = "") -> tuple[float, float]:
@@ -369,24 +391,11 @@ def compute_second_level(
     _, p2, s2 = _as_arrays(y_true, final_pred, final_status)
     before = np.where(s1 == "ok", p1, 1 - true)
     after = np.where(s2 == "ok", p2, 1 - true)
-    labelled1, labelled2 = s1 == "ok", s2 == "ok"
-    flipped = labelled1 & labelled2 & (p1 != p2)
-    rescued = ~labelled1 & labelled2
-    right1, right2 = before == true, after == true
-    out: dict[str, Any] = {
-        "n": len(true),
-        "flips": int(flipped.sum()),
-        "fixed": int((flipped & ~right1 & right2).sum()),
-        "broken": int((flipped & right1 & ~right2).sum()),
-        "rescued": int(rescued.sum()),
-        "rescued_right": int((rescued & right2).sum()),
-        "lost": int((labelled1 & ~labelled2).sum()),
-        "unchanged_wrong": int((~flipped & ~rescued & ~right1).sum()),
-    }
+    out: dict[str, Any] = {"n": len(true), **_flip_counts(true, p1, s1, p2, s2)}
     out["f1_before"] = f1_from_counts(*_tp_fp_fn(true, before))
     out["f1_after"] = f1_from_counts(*_tp_fp_fn(true, after))
     out["f1_change"] = out["f1_after"] - out["f1_before"]
-    low, high, why = _bootstrap_change(true, before, after, groups, n_boot, seed, confidence)
+    low, high, why = _bootstrap(true, [before, after], groups, n_boot=n_boot, seed=seed, confidence=confidence)
     out["f1_change_ci_low"], out["f1_change_ci_high"] = low, high
     reasons = {}
     if why:
@@ -398,60 +407,68 @@ def compute_second_level(
     return out
 
 
+def _flip_counts(true: np.ndarray, p1: np.ndarray, s1: np.ndarray, p2: np.ndarray, s2: np.ndarray) -> dict[str, int]:
+    before = np.where(s1 == "ok", p1, 1 - true)
+    after = np.where(s2 == "ok", p2, 1 - true)
+    labelled1, labelled2 = s1 == "ok", s2 == "ok"
+    flipped = labelled1 & labelled2 & (p1 != p2)
+    rescued = ~labelled1 & labelled2
+    right1, right2 = before == true, after == true
+    return {
+        "flips": int(flipped.sum()),
+        "fixed": int((flipped & ~right1 & right2).sum()),
+        "broken": int((flipped & right1 & ~right2).sum()),
+        "rescued": int(rescued.sum()),
+        "rescued_right": int((rescued & right2).sum()),
+        "lost": int((labelled1 & ~labelled2).sum()),
+        "unchanged_wrong": int((~flipped & ~rescued & ~right1).sum()),
+    }
+
+
+def count_flips(
+    y_true: Sequence[int],
+    first_pred: Sequence[int | None],
+    first_status: Sequence[str],
+    final_pred: Sequence[int | None],
+    final_status: Sequence[str],
+) -> dict[str, int]:
+    """The one flip counter: what a review did to first-level verdicts (see :func:`compute_second_level`).
+
+    Returns:
+        ``flips``, ``fixed``, ``broken``, ``rescued``, ``rescued_right``, ``lost``, ``unchanged_wrong``.
+    """
+    true, p1, s1 = _as_arrays(y_true, first_pred, first_status)
+    _, p2, s2 = _as_arrays(y_true, final_pred, final_status)
+    return _flip_counts(true, p1, s1, p2, s2)
+
+
 def _tp_fp_fn(true: np.ndarray, pred: np.ndarray) -> tuple[int, int, int]:
     tp, fp, _, fn = _counts(true, pred)
     return tp, fp, fn
 
 
-def _bootstrap_change(
-    true: np.ndarray,
-    before: np.ndarray,
-    after: np.ndarray,
-    groups: Sequence[Any] | None,
-    n_boot: int,
-    seed: int,
-    confidence: float,
-) -> tuple[float, float, str]:
-    if len(true) == 0:
-        return _NAN, _NAN, "no examples"
-    if n_boot <= 0:
-        return _NAN, _NAN, "bootstrap disabled (n_boot=0)"
-    c1, c2 = _cluster_counts(true, before, groups), _cluster_counts(true, after, groups)
-    if len(c1) < 2:
-        return _NAN, _NAN, "one cluster only: nothing to resample"
-    draws = np.random.default_rng(seed).integers(0, len(c1), size=(n_boot, len(c1)))
-    f1s = []
-    for clusters in (c1, c2):
-        sums = clusters[draws].sum(axis=1)
-        denominator = 2 * sums[:, 0] + sums[:, 1] + sums[:, 2]
-        f1s.append(np.where(denominator > 0, 2 * sums[:, 0] / np.maximum(denominator, 1), np.nan))
-    change = f1s[1] - f1s[0]
-    if np.all(np.isnan(change)):
-        return _NAN, _NAN, "no positives in labels or predictions in any resample"
-    alpha = (1 - confidence) / 2
-    low, high = np.nanquantile(change, [alpha, 1 - alpha])
-    return float(low), float(high), ""
-
-
-def _group_records(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+def _group_records(records: Sequence[JudgmentRecord]) -> dict[tuple[str, str], list[JudgmentRecord]]:
     """Records by (judge, category), plus (judge, "all") pooling the categories."""
-    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    grouped: dict[tuple[str, str], list[JudgmentRecord]] = {}
     for record in records:
-        grouped.setdefault((record["judge"], record["category"]), []).append(record)
-        grouped.setdefault((record["judge"], ALL), []).append(record)
+        grouped.setdefault((record.judge, record.category), []).append(record)
+        grouped.setdefault((record.judge, ALL), []).append(record)
     return grouped
 
 
-def _repeat_f1(rows: list[dict[str, Any]]) -> tuple[float, float, str]:
-    by_repeat: dict[int, list[dict[str, Any]]] = {}
+def _ordered(items: list[JudgmentRecord]) -> list[JudgmentRecord]:
+    return sorted(items, key=lambda r: (r.category, r.example_id, r.repeat))
+
+
+def _repeat_f1(rows: list[JudgmentRecord]) -> tuple[float, float, str]:
+    by_repeat: dict[int, list[JudgmentRecord]] = {}
     for r in rows:
-        by_repeat.setdefault(int(r["repeat"]), []).append(r)
+        by_repeat.setdefault(r.repeat, []).append(r)
     scores = []
     for items in by_repeat.values():
-        eff = effective_predictions(
-            [r["human_label"] for r in items], [r["label"] for r in items], [r["status"] for r in items]
-        )
-        true = np.asarray([r["human_label"] for r in items])
+        labels = [r.human_label for r in items]
+        eff = effective_predictions(labels, [r.label for r in items], [r.status for r in items])
+        true = np.asarray([r.human_label for r in items])
         scores.append(f1_from_counts(*_tp_fp_fn(true, eff)))
     finite = [s for s in scores if not math.isnan(s)]
     if len(finite) < 2:
@@ -459,36 +476,37 @@ def _repeat_f1(rows: list[dict[str, Any]]) -> tuple[float, float, str]:
     return float(np.mean(finite)), float(np.std(finite, ddof=1)), ""
 
 
-def _answer(record: dict[str, Any]) -> Any:
-    return record["label"] if record["status"] == "ok" else NO_LABEL
-
-
 def compute_metric_rows(
-    records: Sequence[dict[str, Any]], *, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95
-) -> list[dict[str, Any]]:
+    records: Sequence[JudgmentRecord | Mapping[str, Any]],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> list[MetricRow]:
     """One row of metrics per judge x category, plus one per judge over all categories (``"all"``).
 
-    Records are the store's lines (``judge``, ``category``, ``example_id``, ``repeat``,
-    ``human_label``, ``label``, ``status``, ``p_positive``, ``group``). Repeats are pooled: the
+    Records are the store's lines (:class:`JudgmentRecord`, or their dicts). Repeats are pooled: the
     confusion counts sum over repeats, and the bootstrap resamples whole clusters (the example's
     ``group``, so all repeats of an example move together). ``f1_repeat_mean`` / ``_std`` and the
     agreement across repeats come from the per-repeat answers.
     """
     rows = []
-    for (judge, category), items in sorted(_group_records(records).items()):
-        items = sorted(items, key=lambda r: (r["category"], str(r["example_id"]), int(r["repeat"])))
+    for (judge, category), items in sorted(_group_records([as_record(r) for r in records]).items()):
+        items = _ordered(items)
+        first = items[0]
+        review = first.kind == "second_level"
         metrics = compute_binary_metrics(
-            [r["human_label"] for r in items],
-            [r["label"] for r in items],
-            [r["status"] for r in items],
-            [None if r.get("kind") == "second_level" else r.get("p_positive") for r in items],
-            [f"{r['category']}:{r.get('group') or r['example_id']}" for r in items],
+            [r.human_label for r in items],
+            [r.label for r in items],
+            [r.status for r in items],
+            [None if r.kind == "second_level" else r.p_positive for r in items],
+            [r.cluster for r in items],
             n_boot=n_boot,
             seed=seed,
             confidence=confidence,
         )
         reasons = metrics.pop("reasons")
-        if items[0].get("kind") == "second_level":
+        if review:
             reasons["auroc"] = reasons["auprc"] = (
                 "a review gives no probability of its own (flipped verdicts have none)"
             )
@@ -500,59 +518,52 @@ def compute_metric_rows(
                 reasons["f1_repeat_mean"] = why
         answers: dict[tuple[str, str], list[Any]] = {}
         for r in items:
-            answers.setdefault((r["category"], str(r["example_id"])), []).append(_answer(r))
+            answers.setdefault((r.category, r.example_id), []).append(r.answer)
         agreement = compute_agreement(list(answers.values()))
         reasons.update(agreement.pop("reasons"))
-        first = items[0]
-        row = {
-            "judge": judge,
-            "category": category,
-            "kind": first.get("kind", ""),
-            "model": first.get("model", ""),
-            "prompt": first.get("prompt", ""),
+        values = {
+            "kind": first.kind,
+            "model": first.model,
+            "prompt": first.prompt,
             "n_examples": len(answers),
             **metrics,
             "repeats": agreement["repeats"],
             "percent_agreement": agreement["percent_agreement"],
             "fleiss_kappa": agreement["fleiss_kappa"],
-            "reasons": reasons,
         }
-        rows.append(row)
+        rows.append(MetricRow.of(judge, category, values, reasons))
     return rows
 
 
 def compute_second_level_rows(
-    records: Sequence[dict[str, Any]], *, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95
-) -> list[dict[str, Any]]:
+    records: Sequence[JudgmentRecord | Mapping[str, Any]],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> list[MetricRow]:
     """Flip counts and F1 change per second-level judge x category (and ``"all"``).
 
     Only records that carry a ``review`` (``first_label``, ``first_status``) take part.
     """
-    reviewed = [r for r in records if r.get("review")]
+    reviewed = [r for r in map(as_record, records) if r.review]
     rows = []
     for (judge, category), items in sorted(_group_records(reviewed).items()):
-        items = sorted(items, key=lambda r: (r["category"], str(r["example_id"]), int(r["repeat"])))
+        items = _ordered(items)
         result = compute_second_level(
-            [r["human_label"] for r in items],
-            [r["review"].get("first_label") for r in items],
-            [r["review"].get("first_status", "ok") for r in items],
-            [r["label"] for r in items],
-            [r["status"] for r in items],
-            [f"{r['category']}:{r.get('group') or r['example_id']}" for r in items],
+            [r.human_label for r in items],
+            [r.review.get("first_label") for r in items],
+            [r.review.get("first_status", "ok") for r in items],
+            [r.label for r in items],
+            [r.status for r in items],
+            [r.cluster for r in items],
             n_boot=n_boot,
             seed=seed,
             confidence=confidence,
         )
         first = items[0]
-        unreadable = sum(1 for r in items if r["review"].get("status", "ok") not in ("ok", "skipped"))
-        rows.append(
-            {
-                "judge": judge,
-                "category": category,
-                "model": first.get("model", ""),
-                "reviews": first.get("reviews", ""),
-                **result,
-                "unreadable_reviews": unreadable,
-            }
-        )
+        unreadable = sum(1 for r in items if r.review.get("status", "ok") not in ("ok", "skipped"))
+        reasons = result.pop("reasons")
+        values = {"model": first.model, "reviews": first.reviews or "", **result, "unreadable_reviews": unreadable}
+        rows.append(MetricRow.of(judge, category, values, reasons))
     return rows

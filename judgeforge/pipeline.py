@@ -210,15 +210,12 @@ def _run_training(stage: TrainStage, argv: list[str]) -> None:
         raise RuntimeError(f"training failed (exit {result.returncode}): {' '.join(command)}")
 
 
-def _headline(report_md: Path) -> str:
-    """The first table of the report (the headline), as printed Markdown."""
-    lines = report_md.read_text(encoding="utf-8").splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
-    if start is None:
-        return ""
-    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
-    heading = next((lines[i] for i in range(start, -1, -1) if lines[i].startswith("#")), "")
-    return "\n".join([heading, *lines[start:end]])
+def _headline(report: Any) -> str:
+    """The headline table of the :class:`evaluation.report.Report` just written, as printed Markdown.
+
+    It comes from the report's own table, not from reading ``report.md`` back.
+    """
+    return report.headline()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -369,9 +366,9 @@ def run_pipeline(
 
     step += 1
     _banner(step, total, "report")
-    paths = write_report(out / "eval")
-    report_md = next((p for p in paths if p.name == "report.md"), out / "eval" / "report.md")
-    print(_headline(report_md))
+    report = write_report(out / "eval")
+    report_md = report.markdown
+    print(_headline(report))
     minutes = (time.monotonic() - started) / 60
     print(f"\nreport: {report_md}\n        {report_md.with_suffix('.html')}\ndone in {minutes:.1f} min")
     return 0
