@@ -36,6 +36,7 @@ from typing import Any
 from evaluation import registry
 from evaluation.backends.options import REFERENCE_MODELS
 from evaluation.guards.options import GUARD_KINDS
+from evaluation.records import JudgeName
 from evaluation.types import JudgeSpec, short_model_name
 from recipes.categories import list_categories
 from recipes.judge_card import JUDGE_CARD, JudgeCard
@@ -54,7 +55,6 @@ __all__ = [
     "Cell",
     "DataConfig",
     "GuardConfig",
-    "Job",
     "JudgeEntry",
     "JudgeGroupConfig",
     "ReviewerConfig",
@@ -217,8 +217,6 @@ class Cell:
     repeat: int
 
 
-Job = Cell  # deprecated name of :class:`Cell` ("job" now means a job recipe)
-
 
 # ----------------------------------------------------------------------------------------------
 # Parsing
@@ -286,7 +284,7 @@ def load_run_recipe(path: str | Path) -> RunRecipe:
 
 def reviewer_name(first: str, reviewer: ReviewerConfig) -> str:
     """The second-level judge's name: ``<first judge>+review:<reviewer model>``."""
-    return f"{first}+review:{short_model_name(reviewer.model)}"
+    return str(JudgeName.review(first, short_model_name(reviewer.model)))
 
 
 def expand_judges(recipe: RunRecipe) -> list[JudgeEntry]:

@@ -42,7 +42,7 @@ from evaluation.metrics import compute_metric_rows
 from evaluation.records import JudgeName, JudgmentRecord, RunInfo
 from evaluation.run_recipe import (
     BEST,
-    Job,
+    Cell,
     JudgeEntry,
     RunRecipe,
     RunRecipeError,
@@ -63,7 +63,7 @@ from recipes.splits import subsample_stratified
 
 __all__ = [
     "RUN_FILE",
-    "Job",
+    "Cell",
     "RunData",
     "RunRecipeError",
     "RunSummary",

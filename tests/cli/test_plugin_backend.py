@@ -121,12 +121,18 @@ def test_a_plugin_backend_runs_end_to_end_from_the_command_line(tmp_path, plugin
 
 
 def test_a_plugin_backend_checks_its_model_names_and_options(tmp_path, plugin):
+    # Options are read when the recipe is parsed (by the loader, against the plugin's dataclass) ...
     recipe = _recipe(tmp_path, plugin, models=["gpt-4o"], options={"keywrd": "sure"})
     with pytest.raises(RunRecipeError) as caught:
         main(["eval", str(recipe), "--out", str(tmp_path / "run")])
     message = str(caught.value)
-    assert "field 'judges[0].models[0]': expected a model name starting with kw-, got 'gpt-4o'" in message
-    assert "judges[0].options.keywrd: unknown key; known: seed, deterministic, budget, keyword" in message
+    assert "field 'judges[0].options.keywrd': expected a known key (seed, deterministic, budget, keyword)" in message
+    assert not (tmp_path / "run").exists()
+    # ... model names when the plan is checked, still before any judge is built.
+    recipe = _recipe(tmp_path, plugin, models=["gpt-4o"], options={"keyword": "sure"})
+    with pytest.raises(RunRecipeError) as caught:
+        main(["eval", str(recipe), "--out", str(tmp_path / "run")])
+    assert "field 'judges[0].models[0]': expected a model name starting with kw-, got 'gpt-4o'" in str(caught.value)
     assert not (tmp_path / "run").exists()
 
 
