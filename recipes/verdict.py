@@ -51,6 +51,14 @@ _REFUSAL = re.compile(
     r"|as an AI\b|I\s+(?:do not|don't)\s+feel comfortable|I\s+refuse)",
     re.IGNORECASE,
 )
+# The same in the languages judges most often answer in when they decline (es, pt, it, fr, de, ru, zh, ja).
+_REFUSAL_OTHER = re.compile(
+    r"\b(?:lo siento|no puedo|me niego|desculpe|não posso|mi dispiace|non posso"
+    r"|je suis désolée?|je ne peux pas|je refuse|es tut mir leid|ich kann (?:\w+ ){0,3}?nicht|ich werde nicht"
+    r"|извините|к сожалению|я не могу|не могу помочь)\b"
+    r"|抱歉|对不起|我不能|我无法|無法|申し訳|できません",
+    re.IGNORECASE,
+)
 _TRUNCATED_FIELD = '"{key}"\\s*:\\s*"?([A-Za-z_ ]+|[0-9]+)"?'
 
 
@@ -99,8 +107,8 @@ def render_review(correct: bool, corrected_word: str | None = None, explanation:
 
 
 def is_refusal(text: str) -> bool:
-    """Whether free text reads as a judge declining the task."""
-    return bool(_REFUSAL.search(text))
+    """Whether free text reads as a judge declining the task (English and a few major languages)."""
+    return bool(_REFUSAL.search(text) or _REFUSAL_OTHER.search(text))
 
 
 _OPENING = re.compile(r"\s*(?:```[A-Za-z]*\s*)?")
