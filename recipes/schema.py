@@ -18,6 +18,7 @@ import datasets
 __all__ = [
     "FEATURES",
     "DataError",
+    "check_prompt",
     "example_id",
     "prompt_text",
     "validate_example",
@@ -80,6 +81,19 @@ def _check_messages(value: Any, file: str, row: int | str | None) -> list[dict[s
     return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
+def check_prompt(value: Any, file: str, row: int | str | None) -> str | list[dict[str, str]]:
+    """A victim prompt: a non-empty string or a non-empty list of chat messages (for builds and ``judge``).
+
+    Raises:
+        DataError: the prompt is empty or not that shape.
+    """
+    if isinstance(value, str):
+        if not value.strip():
+            raise DataError(file, row, "prompt", "a non-empty string or a non-empty list of chat messages", value)
+        return value
+    return _check_messages(value, file, row)
+
+
 def validate_example(row: Mapping[str, Any], file: str = "<memory>", row_number: int | str | None = None) -> dict:
     """Check one example and return it normalised (id filled in, optional fields defaulted).
 
@@ -90,12 +104,7 @@ def validate_example(row: Mapping[str, Any], file: str = "<memory>", row_number:
         value = row.get(name)
         if not isinstance(value, str) or not value.strip():
             raise DataError(file, row_number, name, "a non-empty string", value)
-    prompt = row.get("prompt")
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise DataError(file, row_number, "prompt", "a non-empty string", prompt)
-    else:
-        prompt = _check_messages(prompt, file, row_number)
+    prompt = check_prompt(row.get("prompt"), file, row_number)
     label = row.get("label")
     if isinstance(label, bool) or label not in (0, 1):
         raise DataError(file, row_number, "label", "0 or 1 (1 = the finding is present)", label)
