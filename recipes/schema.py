@@ -30,8 +30,10 @@ FEATURES = datasets.Features(
     {
         "id": datasets.Value("string"),
         "category": datasets.Value("string"),
-        # A string, or a list of chat messages stored as JSON text (Arrow has no union type).
+        # A string, or a list of chat messages stored as JSON text (Arrow has no union type) ...
         "prompt": datasets.Value("string"),
+        # ... and which of the two it is ("text" or "messages"): never guessed from the content.
+        "prompt_format": datasets.Value("string"),
         "response": datasets.Value("string"),
         "label": datasets.Value("int8"),
         "annotations": datasets.Sequence(datasets.Value("int8")),
@@ -141,15 +143,21 @@ def to_arrow_row(example: Mapping[str, Any]) -> dict:
     return {
         **example,
         "prompt": prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False),
+        "prompt_format": "text" if isinstance(prompt, str) else "messages",
         "context": json.dumps(example.get("context") or {}, ensure_ascii=False),
         "meta": json.dumps(example.get("meta") or {}, ensure_ascii=False),
     }
 
 
 def from_arrow_row(row: Mapping[str, Any]) -> dict:
-    """Decode a row stored with :data:`FEATURES` back into the in-memory example."""
-    prompt = row["prompt"]
-    if prompt.startswith('[{"role"'):
+    """Decode a row stored with :data:`FEATURES` back into the in-memory example.
+
+    ``prompt_format`` says whether the prompt is text or chat messages; only data built before it
+    existed (no such column) falls back to reading a ``[{"role"`` prefix as messages.
+    """
+    row = dict(row)
+    prompt, kind = row["prompt"], row.pop("prompt_format", None)
+    if kind == "messages" or (kind is None and prompt.startswith('[{"role"')):
         prompt = json.loads(prompt)
     return {
         **row,
