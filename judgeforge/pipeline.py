@@ -213,7 +213,8 @@ def _fit_lora_layers(config: str, model: str) -> list[str]:
 
     from recipes.models import resolve_model
 
-    total = AutoConfig.from_pretrained(resolve_model(model)).get_text_config().num_hidden_layers
+    config = AutoConfig.from_pretrained(resolve_model(model), trust_remote_code=False)
+    total = config.get_text_config().num_hidden_layers
     return ["--lora_layers", str(total)] if layers > total else []
 
 

@@ -49,6 +49,7 @@ class VLLMJudge(PromptJudge):
             gpu_memory_utilization=float(options.get("gpu_memory_utilization", 0.85)),
             max_model_len=int(options.get("max_model_len", 8192)),
             enable_prefix_caching=True,
+            trust_remote_code=False,
         )
         self.tokenizer = self.llm.get_tokenizer()
         self.top = int(options.get("logprobs", 20))
