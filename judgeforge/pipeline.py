@@ -330,6 +330,19 @@ def _dry_run(
 # ----------------------------------------------------------------------------------------------
 
 
+def check_folder_names(job: JobRecipe) -> None:
+    """Job and stage names become folders (``runs/<job>``, ``<out>/judges/<stage>``): none may leave them.
+
+    Raises:
+        DataError: a name that is empty, ``.``/``..``, holds a path separator or ``..``, or is padded.
+    """
+    named = [("name", job.name)] + [(f"train[{i}].name", stage.name) for i, stage in enumerate(job.train)]
+    for field_name, name in named:
+        text = str(name)
+        if text in ("", ".") or ".." in text or any(c in text for c in "/\\\0") or text != text.strip():
+            raise DataError(job.path, None, field_name, "a plain folder name (no '/', '\\' or '..')", name)
+
+
 def run_pipeline(
     recipe: str | None = None,
     *,
@@ -353,6 +366,7 @@ def run_pipeline(
         max_new_tokens: scale down: cap every judge's and reviewer's generation budget.
     """
     job = load_job_recipe(recipe or DEFAULT_JOB)
+    check_folder_names(job)
     out = Path(out_dir or Path("runs") / job.name)
     if dry_run:
         return _dry_run(job, out, data_root, models, limit, max_new_tokens)
