@@ -21,7 +21,6 @@ is. Rows with an empty response or a repeated id are skipped and counted, never 
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -35,8 +34,8 @@ from evaluation.judges import JudgeResult, JudgeSpec, build_judge
 from evaluation.store import ResultStore, StoreLockedError
 from recipes.categories import load_category
 from recipes.prompts import load_template
-from recipes.readers import read_jsonl_rows
-from recipes.schema import DataError
+from recipes.readers import ERROR_KEY, csv_rows, read_jsonl_rows
+from recipes.schema import DataError, check_prompt
 
 
 __all__ = ["META_SUFFIX", "judge_file", "meta_path", "read_transcripts", "spec_for"]
@@ -56,11 +55,10 @@ def spec_for(judge: str | JudgeSpec, prompt: str, batch_size: int) -> JudgeSpec:
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any], list[str]]]:
     """Yield (1-based row number, row, column names) from a CSV or JSON Lines file."""
     if path.suffix.lower() == ".csv":
-        with open(path, encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle)
-            columns = list(reader.fieldnames or [])
-            for number, row in enumerate(reader, start=1):
-                yield number, row, columns
+        for number, row in csv_rows(path):  # BOM, encoding, unterminated quotes, long fields: DataError
+            if ERROR_KEY in row:
+                raise row[ERROR_KEY]
+            yield number, row, list(row)
         return
     for number, row in read_jsonl_rows(path, expected="one JSON object per line", name="<json>"):
         yield number, row, list(row)
@@ -97,6 +95,7 @@ def read_transcripts(
     examples: list[dict] = []
     skipped: Counter = Counter()
     seen: set[str] = set()
+    number = 0
     for number, row, columns in _rows(path):
         for name, flag in ((prompt_column, "--prompt-column"), (response_column, "--response-column")):
             if name not in row:
@@ -114,9 +113,11 @@ def read_transcripts(
             skipped["empty response"] += 1
             logger.warning("%s:%d: field '%s': empty response; row skipped", path, number, response_column)
             continue
-        if prompt in (None, "") or (isinstance(prompt, str) and not prompt.strip()):
-            skipped["empty prompt"] += 1
-            logger.warning("%s:%d: field '%s': empty prompt; row skipped", path, number, prompt_column)
+        try:
+            prompt = check_prompt(prompt, str(path), number)
+        except DataError as error:
+            skipped["empty prompt" if not prompt or not str(prompt).strip() else "bad prompt"] += 1
+            logger.warning("%s; row skipped", error)
             continue
         if ident in seen:
             skipped["repeated id"] += 1
@@ -124,6 +125,8 @@ def read_transcripts(
             continue
         seen.add(ident)
         examples.append({"id": ident, "category": category, "prompt": prompt, "response": response})
+    if not number:
+        raise DataError(str(path), None, "<file>", "at least one transcript row (CSV: a header, then rows)", "no rows")
     return examples, skipped
 
 

@@ -190,7 +190,8 @@ def _fit_lora_layers(config: str, model: str) -> list[str]:
 
     from recipes.models import resolve_model
 
-    total = AutoConfig.from_pretrained(resolve_model(model)).get_text_config().num_hidden_layers
+    config = AutoConfig.from_pretrained(resolve_model(model), trust_remote_code=False)
+    total = config.get_text_config().num_hidden_layers
     return ["--lora_layers", str(total)] if layers > total else []
 
 
@@ -296,6 +297,19 @@ def _dry_run(job: JobRecipe, out: Path, data_root: str | None, scale: ScaleDown)
 # ----------------------------------------------------------------------------------------------
 
 
+def check_folder_names(job: JobRecipe) -> None:
+    """Job and stage names become folders (``runs/<job>``, ``<out>/judges/<stage>``): none may leave them.
+
+    Raises:
+        DataError: a name that is empty, ``.``/``..``, holds a path separator or ``..``, or is padded.
+    """
+    named = [("name", job.name)] + [(f"train[{i}].name", stage.name) for i, stage in enumerate(job.train)]
+    for field_name, name in named:
+        text = str(name)
+        if text in ("", ".") or ".." in text or any(c in text for c in "/\\\0") or text != text.strip():
+            raise DataError(job.path, None, field_name, "a plain folder name (no '/', '\\' or '..')", name)
+
+
 def run_pipeline(
     recipe: str | None = None,
     *,
@@ -318,6 +332,7 @@ def run_pipeline(
 
     scale = scale or ScaleDown()
     job = load_job_recipe(recipe or DEFAULT_JOB)
+    check_folder_names(job)
     out = Path(out_dir or Path("runs") / job.name)
     if dry_run:
         return _dry_run(job, out, data_root, scale)

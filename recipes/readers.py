@@ -8,9 +8,12 @@ skipped) with the file's other bad rows instead of stopping the read.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +25,14 @@ __all__ = [
     "ERROR_KEY",
     "JsonlLine",
     "JsonlScan",
+    "csv_rows",
     "read_csv",
     "read_hub",
     "read_json",
     "read_jsonl",
     "read_jsonl_rows",
     "read_parquet",
+    "read_text",
     "resolve_path",
     "scan_jsonl",
     "text_key",
@@ -45,11 +50,83 @@ def resolve_path(path: str | Path, data_root: str | Path | None) -> Path:
     return Path(data_root).expanduser() / candidate
 
 
-def read_csv(path: Path) -> list[dict]:
-    """Rows of a CSV file with a header (fields may be very long: GPTFuzz answers reach 22k characters)."""
+def read_text(path: str | Path) -> str:
+    """The text of a UTF-8 file (a leading BOM dropped, so it never sticks to the first column name).
+
+    Raises:
+        DataError: bytes that are not UTF-8, naming the line and the byte offset.
+    """
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        expected = f"UTF-8 text (byte offset {error.start} is not UTF-8; re-save the file as UTF-8)"
+        raise DataError(
+            str(path), line, "<encoding>", expected, data[max(0, error.start - 10) : error.end + 10]
+        ) from None
+
+
+def _ends_inside_quotes(text: str) -> bool:
+    """Whether CSV ``text`` (one record onwards) ends inside a quoted field, read as ``csv`` reads it."""
+    in_quotes, field_start, index = False, True, 0
+    while index < len(text):
+        char = text[index]
+        if in_quotes:
+            if char == '"':
+                if text.startswith('""', index):
+                    index += 2
+                    continue
+                in_quotes = False
+        elif char == '"' and field_start:
+            in_quotes = True
+        field_start = not in_quotes and char in ",\r\n"
+        index += 1
+    return in_quotes
+
+
+def csv_rows(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """``(1-based row number, row)`` for each non-blank row of a CSV file with a header.
+
+    Fields may be very long (GPTFuzz answers reach 22k characters; the limit is lifted). A row with
+    more fields than the header holds a :class:`DataError` under :data:`ERROR_KEY`. A quote left
+    open would swallow every later row into one field; the reader notices and refuses the file.
+
+    Raises:
+        DataError: not UTF-8, no header, an unterminated quote, or a field ``csv`` cannot read.
+    """
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        return list(csv.DictReader(handle))
+    lines = list(io.StringIO(read_text(path), newline=""))
+    reader = csv.reader(lines)
+    number = 0
+    try:
+        header = next(reader, None)
+        if not header:
+            raise DataError(
+                str(path), None, "<header>", "a header row naming the columns", "an empty file or first line"
+            )
+        record_line = reader.line_num
+        for fields in reader:
+            if not fields:
+                record_line = reader.line_num
+                continue
+            number += 1
+            if len(fields) > len(header):
+                expected = f"{len(header)} fields as in the header"
+                yield number, {ERROR_KEY: DataError(str(path), number, "<row>", expected, f"{len(fields)} fields")}
+            else:
+                yield number, dict(zip(header, fields + [None] * (len(header) - len(fields))))
+            if reader.line_num == len(lines) and _ends_inside_quotes("".join(lines[record_line:])):
+                expected = f'a closing quote (") for the field opened in the row starting on line {record_line + 1}'
+                raise DataError(str(path), number, "<csv>", expected, "the end of the file")
+            record_line = reader.line_num
+    except csv.Error as error:
+        raise DataError(str(path), number + 1, "<csv>", "a well-formed CSV row", str(error)) from None
+
+
+def read_csv(path: Path) -> list[dict]:
+    """Rows of a CSV file with a header (see :func:`csv_rows`)."""
+    return [row for _, row in csv_rows(path)]
 
 
 def read_json(path: Path) -> list[Any]:
@@ -58,7 +135,7 @@ def read_json(path: Path) -> list[Any]:
     Raises:
         DataError: when the file is not one JSON array (with a hint when it is JSON Lines).
     """
-    with open(path, encoding="utf-8") as handle:
+    with io.StringIO(read_text(path)) as handle:
         try:
             data = json.load(handle)
         except json.JSONDecodeError as error:
@@ -116,7 +193,8 @@ def scan_jsonl(path: str | Path, *, expected: str = "one JSON object", name: str
     """
     path = Path(path)
     data = path.read_bytes()
-    *complete, tail = data.split(b"\n")
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0  # a BOM is not part of the first row
+    *complete, tail = data[bom:].split(b"\n")
     scan = JsonlScan(good_end=len(data) - len(tail), size=len(data))
     for number, raw in enumerate(complete, start=1):
         if raw.strip():

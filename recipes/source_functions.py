@@ -44,6 +44,8 @@ def _read_index_csv(path: Path, key: str, text: str, source: SourceConfig) -> di
         raise DataError(source.origin, source.where, "options", f"an existing file {path}", str(path))
     table: dict[int, str] = {}
     for number, row in enumerate(read_csv(path), start=1):
+        if ERROR_KEY in row:
+            raise row[ERROR_KEY]
         try:
             table[int(row[key])] = row[text]
         except (KeyError, TypeError, ValueError) as error:

@@ -340,6 +340,10 @@ def _read_files(
         else:
             rows = {"csv": read_csv, "json": read_json, "parquet": read_parquet}[source.kind](path)
             numbers = list(range(1, len(rows) + 1))
+        if not rows:  # an empty or header-only file is a mistake, not a source that happens to be empty
+            raise DataError(
+                str(path), None, "<file>", f"at least one row ({source.kind} source '{source.name}')", "no rows"
+            )
         tables.append((str(path), name, rows, numbers))
     return tables
 

@@ -133,7 +133,9 @@ def run_naive(loaded, examples: list[dict], category, prompt: str, budget, max_n
             new = out[0, ids.shape[1] :]
             tokens += ids.shape[1] + max(len(new) - 1, 0)
             answer = answer_prefix + tokenizer.decode(new, skip_special_tokens=True)
-            results[example["id"]] = parse_verdict(answer, category.positive, category.negative)
+            results[example["id"]] = parse_verdict(
+                answer, category.positive, category.negative, verdict_first=rendered.template.verdict_first
+            )
             bar.update(1)
     return results, tokens
 

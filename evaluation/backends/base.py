@@ -87,9 +87,11 @@ def read_completion(
         )
     template, category = prompt.template, prompt.category
     if template.answer == "score":
-        verdict = parse_score(completion.text, template.score_threshold)
+        verdict = parse_score(completion.text, template.score_threshold, verdict_first=template.verdict_first)
     else:
-        verdict = parse_verdict(completion.text, category.positive, category.negative)
+        verdict = parse_verdict(
+            completion.text, category.positive, category.negative, verdict_first=template.verdict_first
+        )
     status = "ok" if verdict.valid else verdict.reason
     p_positive = completion.p_positive if verdict.valid else None
     if verdict.valid and threshold is not None and p_positive is not None:

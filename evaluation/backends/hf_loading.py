@@ -121,14 +121,17 @@ def load_causal_lm(name: str, dtype: str = "auto", device: str = "auto", float32
             else json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
         )
         base_path = resolve_model(base)
-        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype, trust_remote_code=False)
         # Merged for inference: the same outputs as the adapter, without its per-layer overhead.
         model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
-        tokenizer = AutoTokenizer.from_pretrained(str(folder) if _has_tokenizer(folder) else base_path)
+        tokenizer = AutoTokenizer.from_pretrained(
+            str(folder) if _has_tokenizer(folder) else base_path, trust_remote_code=False
+        )
     else:
         path = resolve_model(name)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        # Remote code is never run: a model folder that ships Python is refused, never asked about.
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device).eval()

@@ -41,6 +41,13 @@ __all__ = ["OpenAIJudge", "p_positive_from_logprobs", "response_schema"]
 logger = logging.getLogger(__name__)
 
 _RETRY_STATUS = {408, 409, 429}
+# An auth header (or key field) echoed in an error body: its value is redacted before the text is kept.
+_AUTH_VALUE = re.compile(
+    r"((?:proxy-)?authorization|x-api-key|api[-_]key|access[-_]token)([\"']?\s*[:=]\s*[\"']?)"
+    r"(?:(bearer|basic|token)\s+)?[^\s\"',;}]+",
+    re.IGNORECASE,
+)
+_BEARER = re.compile(r"\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
 _FIELD_START = {"verdict": re.compile(r'"verdict"\s*:\s*"'), "score": re.compile(r'"score"\s*:\s*"?')}
 
 
@@ -95,8 +102,8 @@ def p_positive_from_logprobs(content: str, tokens: list[dict[str, Any]], prompt:
     """P(positive) from the top alternatives at the token where the verdict (or score) begins.
 
     ``tokens`` is ``choices[0].logprobs.content``: one ``{token, logprob, top_logprobs}`` per
-    generated token. The last verdict field wins, as in the parser. Returns None when the
-    alternatives hold neither choice.
+    generated token. The field read is the one the parser reads: the first for a verdict-first
+    template, the last for a reasoning-first one. Returns None when the alternatives hold neither choice.
     """
     answer = prompt.template.answer
     if answer not in _FIELD_START or not tokens:
@@ -104,7 +111,7 @@ def p_positive_from_logprobs(content: str, tokens: list[dict[str, Any]], prompt:
     matches = list(_FIELD_START[answer].finditer(content))
     if not matches:
         return None
-    offset = matches[-1].end()
+    offset = (matches[0] if prompt.template.verdict_first else matches[-1]).end()
     position = 0
     for entry in tokens:
         token = str(entry.get("token", ""))
@@ -195,12 +202,26 @@ class OpenAIJudge(PromptJudge):
                 return True
         return False
 
+    def _scrub(self, text: str, limit: int) -> str:
+        """Server text fit to keep: the key and any auth header value redacted, then cut to ``limit``."""
+        key = os.environ.get(self.api_key_env, "")
+        if key:
+            text = text.replace(key, "[redacted]")
+        text = _AUTH_VALUE.sub(
+            lambda m: m.group(1) + m.group(2) + (f"{m.group(3)} " if m.group(3) else "") + "[redacted]", text
+        )
+        return _BEARER.sub(r"\1 [redacted]", text)[:limit]
+
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         if retry_after:
             try:
-                return min(float(retry_after), self.max_backoff_s)
+                seconds = float(retry_after)
             except ValueError:
-                pass  # an HTTP date: fall back to our own backoff
+                seconds = math.nan  # an HTTP date: fall back to our own backoff
+            if math.isfinite(seconds) and seconds >= 0:
+                return min(seconds, self.max_backoff_s)
+            if seconds == math.inf:
+                return self.max_backoff_s
         with self._lock:
             jitter = self._random.uniform(0, self.backoff_s)
         return min(self.backoff_s * 2**attempt + jitter, self.max_backoff_s)
@@ -218,7 +239,7 @@ class OpenAIJudge(PromptJudge):
             except httpx.TimeoutException as error:
                 last = f"timeout after {self.timeout_s:g}s ({type(error).__name__})"
             except httpx.TransportError as error:
-                last = f"connection failed: {type(error).__name__}: {error}"
+                last = f"connection failed: {type(error).__name__}: {self._scrub(str(error), 300)}"
             else:
                 status = response.status_code
                 if status == 200:
@@ -226,8 +247,8 @@ class OpenAIJudge(PromptJudge):
                 if status in (400, 422) and self._drop_feature(body, status):
                     continue
                 if status not in _RETRY_STATUS and status < 500:
-                    return Completion(error=f"HTTP {status}: {response.text[:300]}")
-                last = f"HTTP {status}: {response.text[:200]}"
+                    return Completion(error=f"HTTP {status}: {self._scrub(response.text, 300)}")
+                last = f"HTTP {status}: {self._scrub(response.text, 200)}"
                 retry_after = response.headers.get("retry-after")
             if attempt >= self.max_retries:
                 return Completion(error=f"gave up after {attempt + 1} attempts: {last}")
@@ -244,7 +265,8 @@ class OpenAIJudge(PromptJudge):
             if not isinstance(content, str):
                 raise TypeError(f"content is {type(content).__name__}")
         except (ValueError, KeyError, IndexError, TypeError) as error:
-            return Completion(error=f"malformed response ({type(error).__name__}: {error}): {response.text[:200]}")
+            detail = self._scrub(f"{error}): {response.text}", 300)
+            return Completion(error=f"malformed response ({type(error).__name__}: {detail}")
         usage = data.get("usage") or {}
         tokens = int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
         logprobs = (choice.get("logprobs") or {}).get("content") or []

@@ -53,6 +53,7 @@ class VLLMJudge(PromptJudge):
             gpu_memory_utilization=options.gpu_memory_utilization,
             max_model_len=options.max_model_len,
             enable_prefix_caching=True,
+            trust_remote_code=False,
         )
         self.tokenizer = self.llm.get_tokenizer()
         self.top = options.logprobs
