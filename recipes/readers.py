@@ -155,6 +155,7 @@ class JsonlLine:
     number: int
     value: Any = None
     error: DataError | None = None
+    not_utf8: bool = False  # the file's encoding is wrong: no row of it can be trusted
 
 
 @dataclass
@@ -172,11 +173,12 @@ class JsonlScan:
     size: int = 0
 
 
-def _parse_line(raw: bytes, path: Path, number: int, expected: str, name: str) -> JsonlLine:
+def _parse_line(raw: bytes, path: Path, number: int, expected: str, name: str, offset: int) -> JsonlLine:
     try:
         return JsonlLine(number, json.loads(raw.decode("utf-8")))
     except UnicodeDecodeError as error:
-        return JsonlLine(number, error=DataError(str(path), number, name, expected, f"not UTF-8 ({error.reason})"))
+        got = f"bytes that are not UTF-8 at byte offset {offset + error.start} ({error.reason}; re-save as UTF-8)"
+        return JsonlLine(number, error=DataError(str(path), number, name, expected, got), not_utf8=True)
     except json.JSONDecodeError as error:
         shown = raw.decode("utf-8", "replace").strip()
         return JsonlLine(number, error=DataError(str(path), number, name, expected, shown[:200] or error.msg))
@@ -196,11 +198,13 @@ def scan_jsonl(path: str | Path, *, expected: str = "one JSON object", name: str
     bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0  # a BOM is not part of the first row
     *complete, tail = data[bom:].split(b"\n")
     scan = JsonlScan(good_end=len(data) - len(tail), size=len(data))
+    offset = bom
     for number, raw in enumerate(complete, start=1):
         if raw.strip():
-            scan.lines.append(_parse_line(raw, path, number, expected, name))
+            scan.lines.append(_parse_line(raw, path, number, expected, name, offset))
+        offset += len(raw) + 1
     if tail.strip():
-        last = _parse_line(tail, path, len(complete) + 1, expected, name)
+        last = _parse_line(tail, path, len(complete) + 1, expected, name, offset)
         if last.error is None:
             scan.lines.append(last)
         else:
@@ -215,6 +219,9 @@ def read_jsonl(path: Path) -> tuple[list[Any], list[int]]:
     """
     scan = scan_jsonl(path)
     lines = scan.lines + ([scan.torn] if scan.torn else [])
+    for line in lines:
+        if line.not_utf8:
+            raise line.error
     return [{ERROR_KEY: line.error} if line.error else line.value for line in lines], [line.number for line in lines]
 
 

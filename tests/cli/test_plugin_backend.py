@@ -16,7 +16,7 @@ import yaml
 from evaluation import registry
 from evaluation.run_recipe import RunRecipeError
 from evaluation.store import read_results
-from judgeforge.cli import main
+from judgeforge.cli import dispatch as main  # raises; the console entry (main) reports errors
 
 
 PLUGIN = '''

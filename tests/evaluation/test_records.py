@@ -74,10 +74,13 @@ def test_one_jsonl_reader_policy_corrupt_lines_are_errors_only_the_tail_is_torn(
     assert [line.number for line in scan.lines] == [1, 3, 4, 5]
     assert "x.jsonl:3: field '<line>'" in str(scan.lines[1].error) and "not UTF-8" in str(scan.lines[2].error)
     assert scan.torn is not None and scan.torn.number == 6 and scan.good_end == path.read_bytes().rindex(b"\n") + 1
-    rows, numbers = read_jsonl(path)  # source rows: every bad line is a row holding its error
-    assert numbers == [1, 3, 4, 5, 6] and rows[0] == {"a": 1} and "__error__" in rows[4]
     with pytest.raises(DataError, match=r"x\.jsonl:3: field '<line>'"):
         read_jsonl_rows(path)
+    with pytest.raises(DataError, match=r"x\.jsonl:4: .*not UTF-8 at byte offset 19"):
+        read_jsonl(path)  # a file in another encoding: none of its rows can be trusted
+    path.write_bytes(b'{"a": 1}\n\nnot json\n{"a": 2}\n{"a": 3, "cut')
+    rows, numbers = read_jsonl(path)  # source rows: every bad line is a row holding its error
+    assert numbers == [1, 3, 4, 5] and rows[0] == {"a": 1} and "__error__" in rows[1] and "__error__" in rows[3]
     path.write_text('{"a": 1}\n[1, 2]\n')
     with pytest.raises(DataError, match=r"x\.jsonl:2: field '<line>': expected a JSON object, got 'list'"):
         read_jsonl_rows(path)
