@@ -432,7 +432,7 @@ def _check_columns(source: SourceConfig, file: str, rows: list) -> None:
         if column not in present:
             field_name = what.removeprefix("columns.")
             expected = f"a column '{column}' ({what} of source '{source.name}')"
-            raise DataError(file, 1, field_name, expected, f"columns {sorted(present)[:20]}")
+            raise DataError(file, 1, field_name, expected, f"columns {sorted(map(str, present))[:20]}")
 
 
 def _map_label(value: Any, source: SourceConfig, file: str, row: int, field_name: str, column: str) -> int:
