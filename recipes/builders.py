@@ -29,10 +29,11 @@ from tqdm.auto import tqdm
 from recipes.categories import Category
 from recipes.data_card import SFT_SPLITS, DataCard
 from recipes.data_recipe import CategorySelection, DataRecipe, load_data_recipe, resolve_sources, resolved_dict
+from recipes.mixtures import mix, source_counts
 from recipes.prompts import FieldBudget, JudgeTemplate, load_template, render_prompt
 from recipes.schema import FEATURES, DataError, from_arrow_row, to_arrow_row
 from recipes.sources import BadRowsError, OnBadRow, SourceReport, load_source
-from recipes.splits import SPLITS, assign_splits, dedupe_examples, subsample_stratified
+from recipes.splits import SPLITS, assign_splits, subsample_stratified
 from recipes.verdict import render_target
 
 
@@ -212,10 +213,15 @@ def build_datasets(
             reports.append(loaded.report)
             if source.assign_split:
                 pinned.update((e["id"], source.assign_split) for e in loaded.examples)
-    dedup = dedupe_examples(examples)
-    unique, id_problems = _unique_ids(dedup.examples, on_bad_row)
+    plan = recipe.mixture_plan(resolved)
+    mixed, mixing = mix(examples, plan, recipe.seed)
+    dedup = mixing.dedup
+    unique, id_problems = _unique_ids(mixed, on_bad_row)
     limited, dropped = subsample_stratified(unique, recipe.limit_per_category, recipe.seed)
-    splits = assign_splits(limited, recipe.splits, recipe.seed, pinned=pinned)
+    splits = assign_splits(limited, recipe.splits, recipe.seed, pinned=pinned, held_out=plan.held_out)
+    for example in splits["test"]:
+        if example["source"] in plan.held_out.get(example["category"], ()):
+            example["meta"]["held_out"] = True
     uses_exemplars = "exemplars" in template.system + template.user
     exemplars = (
         {name: sample_exemplars(splits["train"], name, recipe.few_shot, recipe.seed) for name in categories}
@@ -247,6 +253,12 @@ def build_datasets(
         few_shot=recipe.few_shot if uses_exemplars else 0,
         exemplars={name: [e["id"] for e in chosen] for name, chosen in exemplars.items()},
         skipped=_skipped(reports, id_problems),
+        label_origins={r.name: r.label_origin for r in reports},
+        held_out={c: list(names) for c, names in plan.held_out.items()},
+        source_counts=source_counts(splits),
+        mixture=mixing.sources,
+        duplicates_across_sources=mixing.across_sources,
+        cap_by=plan.cap_by,
     )
     logger.info("built %s: %s examples (%s)", recipe.name, card.total(), {s: card.total(s) for s in SPLITS})
     return BuiltData(eval=eval_data, sft=sft_data, card=card, splits=splits, resolved_recipe=resolved_recipe)

@@ -15,6 +15,17 @@ budget, an optional per-category limit and the few-shot exemplar count::
     budget: {prompt_chars: 1500, response_chars: 2000}
     limit_per_category: null
     few_shot: 4
+
+Mixtures and source-held-out splits (see :mod:`recipes.mixtures`, :mod:`recipes.splits`)::
+
+    categories:
+      - {name: jailbreak, sources: [gptfuzz, jailbreakbench, harmbench_val]}
+      - {name: hallucination, sources: [halueval, truthfulqa, begin]}
+    caps: {jailbreak: {gptfuzz: 300}}   # rows at most per source (stratified; groups stay whole in splits)
+    cap_per_source: 400                 # the cap of every source without its own
+    cap_by: rows                        # rows (spread over groups) or groups (whole groups)
+    test_sources: [harmbench_val]       # test only, in every category that reads it; or per category:
+    # test_sources: {jailbreak: [harmbench_val], hallucination: [begin]}
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from typing import Any
 
 from recipes.categories import Category, load_category
 from recipes.loader import at_least, load, non_empty, read_yaml
+from recipes.mixtures import CAP_MODES, MixturePlan
 from recipes.prompts import FieldBudget
 from recipes.schema import DataError
 from recipes.sources import SourceConfig, parse_source
@@ -36,6 +48,7 @@ from recipes.splits import SPLITS, SplitFractions
 
 __all__ = ["CategorySelection", "DataRecipe", "load_data_recipe", "resolve_sources", "resolved_dict"]
 
+_ALL = "*"  # test_sources given as a list: held out in every category that reads them
 _BUDGET_KEYS = ", ".join(f.name for f in dataclasses.fields(FieldBudget))
 
 
@@ -83,6 +96,23 @@ class DataRecipe:
         default=4,
         metadata={"help": "exemplars from train for templates that show some", **at_least(0)},
     )
+    cap_per_source: int | None = field(
+        default=None, metadata={"help": "rows at most per source without its own cap", **at_least(1)}
+    )
+    cap_by: str = field(
+        default="rows", metadata={"help": "rows (spread over groups) or groups (whole groups)", "choices": CAP_MODES}
+    )
+    caps: dict[str, dict[str, int]] = field(
+        default_factory=dict,
+        metadata={"help": "category -> {source -> rows at most} (stratified)", "parse": lambda v: _parse_caps(v)},
+    )
+    test_sources: dict[str, list[str]] = field(
+        default_factory=dict,
+        metadata={
+            "help": "sources held out to test only: a list (every category that reads them) or category -> list",
+            "parse": lambda v: _parse_test_sources(v),
+        },
+    )
     description: str = field(default="", metadata={"help": "free text"})
     path: str = field(default="<memory>", metadata={"help": "file the recipe was read from", "yaml": False})
 
@@ -109,6 +139,10 @@ class DataRecipe:
         limit = self.limit_per_category
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise DataError(where, None, "limit_per_category", "a positive integer or null", limit)
+        _check_cap(self.cap_per_source, where, "cap_per_source")
+        if self.cap_by not in CAP_MODES:
+            raise DataError(where, None, "cap_by", f"one of {list(CAP_MODES)}", self.cap_by)
+        self.caps, self.test_sources = _parse_caps(self.caps, where), _parse_test_sources(self.test_sources, where)
         if isinstance(self.few_shot, bool) or not isinstance(self.few_shot, int) or self.few_shot < 0:
             raise DataError(where, None, "few_shot", "a non-negative integer", self.few_shot)
         if not isinstance(self.prompt_template, str) or not self.prompt_template.strip():
@@ -126,7 +160,79 @@ class DataRecipe:
             "budget": dataclasses.asdict(self.budget),
             "limit_per_category": self.limit_per_category,
             "few_shot": self.few_shot,
+            **({"cap_per_source": self.cap_per_source} if self.cap_per_source else {}),
+            **({"cap_by": self.cap_by} if self.cap_by != "rows" else {}),
+            **({"caps": {c: dict(v) for c, v in self.caps.items()}} if self.caps else {}),
+            **({"test_sources": {c: list(v) for c, v in self.test_sources.items()}} if self.test_sources else {}),
         }
+
+    def mixture_plan(self, resolved: Sequence[tuple[Category, Sequence[SourceConfig]]]) -> MixturePlan:
+        """The caps and held-out sources per category, checked against the sources each category reads.
+
+        Raises:
+            DataError: a cap or held-out source the category does not read, a global held-out source
+                no category reads, or a category left with no source to train on.
+        """
+        caps: dict[str, dict[str, int]] = {}
+        held: dict[str, tuple[str, ...]] = {}
+        everywhere = self.test_sources.get(_ALL, [])
+        for i, (category, sources) in enumerate(resolved):
+            names = [s.name for s in sources]
+            own_caps, own_held = self.caps.get(category.name, {}), self.test_sources.get(category.name, [])
+            for key, listed in (("caps", own_caps), ("test_sources", own_held)):
+                unknown = sorted(set(listed) - set(names))
+                if unknown:
+                    expected = f"sources of {category.name} {names}"
+                    raise DataError(self.path, None, f"{key}.{category.name}", expected, unknown)
+            caps[category.name] = {n: c for n in names if (c := own_caps.get(n, self.cap_per_source))}
+            held[category.name] = tuple(n for n in names if n in own_held or n in everywhere)
+            if held[category.name] and len(held[category.name]) == len(names):
+                expected = f"a source of {category.name} that is not held out"
+                raise DataError(self.path, f"categories[{i}]", "test_sources", expected, list(held[category.name]))
+        known = {c.name for c, _ in resolved}
+        for key, table in (("caps", self.caps), ("test_sources", self.test_sources)):
+            unknown = sorted(set(table) - known - {_ALL})
+            if unknown:
+                raise DataError(self.path, None, key, f"categories of the recipe {sorted(known)}", unknown)
+        read = {s.name for _, sources in resolved for s in sources}
+        missing = sorted(set(everywhere) - read)
+        if missing:
+            raise DataError(self.path, None, "test_sources", f"sources some category reads {sorted(read)}", missing)
+        return MixturePlan(caps=caps, held_out={c: h for c, h in held.items() if h}, cap_by=self.cap_by)
+
+
+def _check_cap(value: Any, where: str, key: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise DataError(where, None, key, "a positive integer or null", value)
+
+
+def _parse_caps(data: Any, where: str = "<recipe>") -> dict[str, dict[str, int]]:
+    data = {} if data is None else data
+    expected = "a mapping of category -> {source: rows at most (a positive integer)}"
+    if not isinstance(data, Mapping) or not all(isinstance(v, Mapping) for v in data.values()):
+        raise DataError(where, None, "caps", expected, data)
+    for category, per_source in data.items():
+        for source, cap in per_source.items():
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+                raise DataError(where, None, f"caps.{category}.{source}", "a positive integer", cap)
+    return {str(c): {str(s): n for s, n in v.items()} for c, v in data.items()}
+
+
+def _parse_test_sources(data: Any, where: str = "<recipe>") -> dict[str, list[str]]:
+    """A list (held out in every category that reads them) is kept under the key ``*``; a mapping is per category."""
+    data = {} if data is None else data
+    if isinstance(data, str | list):
+        data = {_ALL: data}
+    expected = "a list of source names, or a mapping of category -> list of source names"
+    if not isinstance(data, Mapping):
+        raise DataError(where, None, "test_sources", expected, data)
+    parsed = {}
+    for category, names in data.items():
+        names = [names] if isinstance(names, str) else names
+        if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+            raise DataError(where, None, f"test_sources.{category}", expected, names)
+        parsed[str(category)] = list(names)
+    return parsed
 
 
 def _parse_splits(data: Any, where: str = "<recipe>") -> SplitFractions:

@@ -67,7 +67,7 @@ def read_text(path: str | Path) -> str:
         ) from None
 
 
-def _ends_inside_quotes(text: str) -> bool:
+def _ends_inside_quotes(text: str, delimiter: str = ",") -> bool:
     """Whether CSV ``text`` (one record onwards) ends inside a quoted field, read as ``csv`` reads it."""
     in_quotes, field_start, index = False, True, 0
     while index < len(text):
@@ -80,24 +80,31 @@ def _ends_inside_quotes(text: str) -> bool:
                 in_quotes = False
         elif char == '"' and field_start:
             in_quotes = True
-        field_start = not in_quotes and char in ",\r\n"
+        field_start = not in_quotes and char in f"{delimiter}\r\n"
         index += 1
     return in_quotes
 
 
-def csv_rows(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """``(1-based row number, row)`` for each non-blank row of a CSV file with a header.
+def csv_rows(
+    path: str | Path, *, comment_prefix: str | None = None, delimiter: str = ",", quoting: bool = True
+) -> Iterator[tuple[int, dict]]:
+    r"""``(1-based row number, row)`` for each non-blank row of a CSV file with a header.
 
     Fields may be very long (GPTFuzz answers reach 22k characters; the limit is lifted). A row with
     more fields than the header holds a :class:`DataError` under :data:`ERROR_KEY`. A quote left
     open would swallow every later row into one field; the reader notices and refuses the file.
+    ``comment_prefix``: leading lines starting with it (PyRIT's ``# dataset_version=...``) are not
+    the header. ``delimiter="\t", quoting=False`` reads a TSV whose fields hold bare quotes (BEGIN).
 
     Raises:
         DataError: not UTF-8, no header, an unterminated quote, or a field ``csv`` cannot read.
     """
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     lines = list(io.StringIO(read_text(path), newline=""))
-    reader = csv.reader(lines)
+    while comment_prefix and lines and lines[0].startswith(comment_prefix):
+        lines.pop(0)
+    style = csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE
+    reader = csv.reader(lines, delimiter=delimiter, quoting=style)
     number = 0
     try:
         header = next(reader, None)
@@ -116,7 +123,8 @@ def csv_rows(path: str | Path) -> Iterator[tuple[int, dict]]:
                 yield number, {ERROR_KEY: DataError(str(path), number, "<row>", expected, f"{len(fields)} fields")}
             else:
                 yield number, dict(zip(header, fields + [None] * (len(header) - len(fields))))
-            if reader.line_num == len(lines) and _ends_inside_quotes("".join(lines[record_line:])):
+            ended = reader.line_num == len(lines)
+            if quoting and ended and _ends_inside_quotes("".join(lines[record_line:]), delimiter):
                 expected = f'a closing quote (") for the field opened in the row starting on line {record_line + 1}'
                 raise DataError(str(path), number, "<csv>", expected, "the end of the file")
             record_line = reader.line_num
@@ -124,13 +132,17 @@ def csv_rows(path: str | Path) -> Iterator[tuple[int, dict]]:
         raise DataError(str(path), number + 1, "<csv>", "a well-formed CSV row", str(error)) from None
 
 
-def read_csv(path: Path) -> list[dict]:
+def read_csv(
+    path: Path, *, comment_prefix: str | None = None, delimiter: str = ",", quoting: bool = True
+) -> list[dict]:
     """Rows of a CSV file with a header (see :func:`csv_rows`)."""
-    return [row for _, row in csv_rows(path)]
+    return [row for _, row in csv_rows(path, comment_prefix=comment_prefix, delimiter=delimiter, quoting=quoting)]
 
 
-def read_json(path: Path) -> list[Any]:
-    """Rows of a JSON file holding one array of objects.
+def read_json(path: Path, records: str | None = None) -> list[Any]:
+    """Rows of a JSON file: one array of objects, or the array under key ``records`` of one object.
+
+    ``records="."``: the file is one object, itself the only row (a folder tree of one-row files).
 
     Raises:
         DataError: when the file is not one JSON array (with a hint when it is JSON Lines).
@@ -143,6 +155,12 @@ def read_json(path: Path) -> list[Any]:
             raise DataError(
                 str(path), error.lineno, "<file>", f"one JSON array of objects{hint}", str(error)
             ) from None
+    if records == "." and isinstance(data, dict):
+        return [data]
+    if records and records != ".":
+        if not isinstance(data, dict) or not isinstance(data.get(records), list):
+            raise DataError(str(path), None, "<file>", f"a JSON object with an array under '{records}'", records)
+        return data[records]
     if not isinstance(data, list):
         raise DataError(str(path), None, "<file>", "a JSON array of objects", type(data).__name__)
     return data
