@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from evaluation import registry
-from evaluation.metrics import ALL, compute_metric_rows, compute_second_level_rows
+from evaluation.metric_rows import compute_metric_rows, compute_second_level_rows
+from evaluation.metrics import ALL
 from evaluation.plots import plot_categories, plot_heatmap, plot_reliability
 from evaluation.records import JudgeName, JudgmentRecord, MetricRow, RunInfo
 from evaluation.report_wandb import log_report

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from evaluation import registry
 from evaluation.judges import JudgeResult, build_judge
-from evaluation.metrics import compute_metric_rows
+from evaluation.metric_rows import compute_metric_rows
 from evaluation.records import JudgeName, JudgmentRecord, RunInfo
 from evaluation.run_recipe import (
     BEST,

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evaluation.metrics import compute_metric_rows, compute_second_level_rows
+from evaluation.metric_rows import compute_metric_rows, compute_second_level_rows
 from evaluation.run_recipe import RunRecipeError, load_run_recipe
 from evaluation.runs import run_eval
 from evaluation.store import RESULTS_FILE, read_results, record_key
