@@ -39,20 +39,9 @@ from tqdm.auto import tqdm
 from evaluation import registry
 from evaluation.judges import JudgeResult, build_judge
 from evaluation.metric_rows import compute_metric_rows
+from evaluation.plan import Cell, JudgeEntry, check_recipe, expand_judges, plan, reviewer_name
 from evaluation.records import JudgeName, JudgmentRecord, RunInfo
-from evaluation.run_recipe import (
-    BEST,
-    Cell,
-    JudgeEntry,
-    RunRecipe,
-    RunRecipeError,
-    check_recipe,
-    expand_judges,
-    load_run_recipe,
-    plan,
-    resolve_path,
-    reviewer_name,
-)
+from evaluation.run_recipe import BEST, RunRecipe, RunRecipeError, load_run_recipe, resolve_path
 from evaluation.scale import ScaleDown
 from evaluation.store import ResultStore, record_key
 from recipes.categories import Category, load_category

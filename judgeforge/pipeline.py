@@ -251,7 +251,8 @@ def _describe_training(config: str, model: str | None) -> str:
 
 
 def _dry_run(job: JobRecipe, out: Path, data_root: str | None, scale: ScaleDown) -> int:
-    from evaluation.run_recipe import load_run_recipe, plan
+    from evaluation.plan import plan
+    from evaluation.run_recipe import load_run_recipe
     from recipes.builders import build_datasets, load_data_recipe
     from training.sft import make_parser
 

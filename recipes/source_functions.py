@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from recipes.readers import ERROR_KEY, read_csv, resolve_path, text_key
 from recipes.schema import DataError
+from recipes.source_config import SOURCE_FUNCTIONS, SourceConfig, register_source_function
 
-
-if TYPE_CHECKING:
-    from recipes.sources import SourceConfig
 
 __all__ = [
     "SOURCE_FUNCTIONS",
@@ -29,20 +25,6 @@ __all__ = [
     "register_source_function",
     "truthfulqa_answers",
 ]
-
-SourceFunction = Callable[..., list[dict]]
-SOURCE_FUNCTIONS: dict[str, SourceFunction] = {}
-
-
-def register_source_function(name: str) -> Callable[[SourceFunction], SourceFunction]:
-    """Register ``fn(rows, *, source, data_root, file) -> rows`` under ``name``."""
-
-    def decorator(fn: SourceFunction) -> SourceFunction:
-        SOURCE_FUNCTIONS[name] = fn
-        return fn
-
-    return decorator
-
 
 _PLACEHOLDER = "[INSERT PROMPT HERE]"
 

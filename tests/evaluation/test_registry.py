@@ -13,7 +13,8 @@ from evaluation import registry
 from evaluation.backends.options import FakeOptions, HFOptions, OpenAIOptions, ReferenceOptions, VLLMOptions
 from evaluation.guards.options import GuardOptions
 from evaluation.judges import JudgeSpec, build_judge
-from evaluation.run_recipe import RunRecipeError, load_run_recipe, plan
+from evaluation.plan import plan
+from evaluation.run_recipe import RunRecipeError, load_run_recipe
 from evaluation.runs import run_eval_file
 from evaluation.store import RESULTS_FILE
 from recipes.prompts import FieldBudget
