@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 
@@ -72,18 +73,17 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scale(args: argparse.Namespace):
+    """The scale-down flags as one value, built once here at the edge."""
+    from evaluation.scale import ScaleDown
+
+    return ScaleDown(limit=args.limit, models=tuple(args.models or ()), max_new_tokens=args.max_new_tokens)
+
+
 def _eval(args: argparse.Namespace) -> int:
     from evaluation.runs import run_eval_file
 
-    summary = run_eval_file(
-        args.recipe,
-        args.out,
-        data_root=args.data_root,
-        limit=args.limit,
-        models=args.models,
-        max_new_tokens=args.max_new_tokens,
-    )
-    print(summary)
+    print(run_eval_file(args.recipe, args.out, data_root=args.data_root, scale=_scale(args)))
     return 0
 
 
@@ -119,14 +119,16 @@ def _run(args: argparse.Namespace) -> int:
     from judgeforge.pipeline import run_pipeline
 
     return run_pipeline(
-        args.recipe,
-        out_dir=args.out,
-        data_root=args.data_root,
-        dry_run=args.dry_run,
-        models=args.models,
-        limit=args.limit,
-        max_new_tokens=args.max_new_tokens,
+        args.recipe, out_dir=args.out, data_root=args.data_root, dry_run=args.dry_run, scale=_scale(args)
     )
+
+
+def _recipe_keys(args: argparse.Namespace) -> int:
+    from judgeforge.recipe_keys import RECIPE_KINDS, describe
+
+    print(f"{args.kind} recipe keys ({RECIPE_KINDS[args.kind]().__name__}):")
+    print(describe(RECIPE_KINDS[args.kind]()))
+    return 0
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -197,6 +199,13 @@ def make_parser() -> argparse.ArgumentParser:
     report.add_argument("--wandb-project", help="also log the report to this W&B project")
     report.set_defaults(handler=_report)
 
+    recipe = commands.add_parser("recipe", help="describe recipe files").add_subparsers(
+        dest="recipe_command", required=True
+    )
+    keys = recipe.add_parser("keys", help="every key a recipe kind accepts, with its type, default and help")
+    keys.add_argument("kind", choices=["run", "data", "job", "source"])
+    keys.set_defaults(handler=_recipe_keys)
+
     run = commands.add_parser("run", help="the main job: build data, tune, evaluate, report")
     run.add_argument("recipe", nargs="?", help="run recipe (default: the CPU quickstart)")
     run.add_argument("--out", help="run folder (default: runs/<recipe name>)")
@@ -209,8 +218,8 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``judgeforge`` console script."""
+def dispatch(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run its command; errors propagate (what :func:`main` reports)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = make_parser()
     args, rest = parser.parse_known_args(argv)
@@ -220,6 +229,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return args.handler(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``judgeforge`` console script.
+
+    Bad input and configuration (``DataError`` and other ``ValueError``, a missing or unreadable
+    file, malformed YAML) are one line on stderr and exit code 2; Ctrl-C is exit code 130. The
+    traceback is printed too with ``--log-level DEBUG``; anything else is a bug and raises.
+    """
+    import yaml
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    level = argparse.ArgumentParser(add_help=False)
+    level.add_argument("--log-level", default="INFO")
+    debug = level.parse_known_args(argv)[0].log_level.upper() == "DEBUG"
+    try:
+        return dispatch(argv)
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print("judgeforge: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, yaml.YAMLError) as error:
+        if debug:
+            traceback.print_exc()
+        print(f"judgeforge: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -30,10 +30,11 @@ from recipes.augment import augment_examples
 from recipes.categories import Category
 from recipes.data_card import SFT_SPLITS, DataCard
 from recipes.data_recipe import CategorySelection, DataRecipe, load_data_recipe, resolve_sources, resolved_dict
+from recipes.mixtures import mix, source_counts
 from recipes.prompts import FieldBudget, JudgeTemplate, load_template, render_prompt
 from recipes.schema import FEATURES, DataError, from_arrow_row, to_arrow_row
 from recipes.sources import BadRowsError, OnBadRow, SourceReport, load_source
-from recipes.splits import SPLITS, assign_splits, dedupe_examples, subsample_stratified
+from recipes.splits import SPLITS, assign_splits, subsample_stratified
 from recipes.verdict import render_target
 
 
@@ -214,10 +215,15 @@ def build_datasets(
             reports.append(loaded.report)
             if source.assign_split:
                 pinned.update((e["id"], source.assign_split) for e in loaded.examples)
-    dedup = dedupe_examples(examples)
-    unique, id_problems = _unique_ids(dedup.examples, on_bad_row)
+    plan = recipe.mixture_plan(resolved)
+    mixed, mixing = mix(examples, plan, recipe.seed)
+    dedup = mixing.dedup
+    unique, id_problems = _unique_ids(mixed, on_bad_row)
     limited, dropped = subsample_stratified(unique, recipe.limit_per_category, recipe.seed)
-    splits = assign_splits(limited, recipe.splits, recipe.seed, pinned=pinned)
+    splits = assign_splits(limited, recipe.splits, recipe.seed, pinned=pinned, held_out=plan.held_out)
+    for example in splits["test"]:
+        if example["source"] in plan.held_out.get(example["category"], ()):
+            example["meta"]["held_out"] = True
     uses_exemplars = "exemplars" in template.system + template.user
     exemplars = (
         {name: sample_exemplars(splits["train"], name, recipe.few_shot, recipe.seed) for name in categories}
@@ -258,11 +264,70 @@ def build_datasets(
         few_shot=recipe.few_shot if uses_exemplars else 0,
         exemplars={name: [e["id"] for e in chosen] for name, chosen in exemplars.items()},
         skipped=_skipped(reports, id_problems),
+        label_origins={r.name: r.label_origin for r in reports},
+        held_out={c: list(names) for c, names in plan.held_out.items()},
+        source_counts=source_counts(splits),
+        mixture=mixing.sources,
+        duplicates_across_sources=mixing.across_sources,
+        cap_by=plan.cap_by,
         render=recipe.render,
         augmented=augmented,
     )
     logger.info("built %s: %s examples (%s)", recipe.name, card.total(), {s: card.total(s) for s in SPLITS})
     return BuiltData(eval=eval_data, sft=sft_data, card=card, splits=splits, resolved_recipe=resolved_recipe)
+
+
+# What ``datasets`` writes into a saved DatasetDict folder; anything else there is someone else's.
+_SAVED_TOP, _SAVED_SPLIT = {"dataset_dict.json"}, ("data-*.arrow", "cache-*.arrow", "dataset_info.json", "state.json")
+
+
+def _foreign_file(folder: Path) -> Path | None:
+    """A file under a saved DatasetDict ``folder`` that ``save_to_disk`` did not write, if any."""
+    for path in sorted(folder.iterdir()):
+        if path.is_dir():
+            for inner in sorted(path.iterdir()):
+                if inner.is_dir() or not any(inner.match(pattern) for pattern in _SAVED_SPLIT):
+                    return inner
+        elif path.name not in _SAVED_TOP:
+            return path
+    return None
+
+
+def _check_out_dir(out: Path) -> None:
+    """Refuse an ``--out`` where writing would replace or delete what a build did not write.
+
+    A new or empty folder is fine; so is an earlier build's output (it has a readable data card),
+    whose ``eval/`` and ``sft/`` are replaced only when they hold nothing but ``datasets`` files.
+    """
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise DataError(str(out), None, "--out", "a folder", "a file")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return
+    try:
+        DataCard.read(out)
+    except (DataError, ValueError, TypeError):
+        expected = "an empty or new folder, or one an earlier `judgeforge data build` wrote (with its data card)"
+        raise DataError(str(out), None, "--out", expected, f"a folder holding {entries[:8]}") from None
+    for name in ("eval", "sft"):
+        if (out / name).is_dir() and (foreign := _foreign_file(out / name)) is not None:
+            expected = f"only what `data build` wrote in {name}/ (it is replaced; move this file elsewhere)"
+            raise DataError(str(out), None, "--out", expected, str(foreign.relative_to(out)))
+
+
+def _check_splits(built: BuiltData, recipe_path: str | Path) -> None:
+    """Every split written must hold an example: ``datasets`` cannot read an empty split back."""
+    for folder, data in (("eval", built.eval), ("sft", built.sft)):
+        for split, rows in data.items():
+            if len(rows) == 0:
+                counts = ", ".join(f"{c} {sum(n[split].values())}" for c, n in sorted(built.card.counts.items()))
+                expected = (
+                    f"at least one example in {folder}/{split} (datasets cannot read an empty split back: "
+                    "give the split a larger fraction, or the categories more rows)"
+                )
+                raise DataError(str(recipe_path), None, f"splits.{split}", expected, f"0 ({counts})")
 
 
 def build_from_file(
@@ -277,6 +342,8 @@ def build_from_file(
     recipe = load_data_recipe(recipe_path)
     built = build_datasets(recipe, data_root=data_root, on_bad_row=on_bad_row, categories_dirs=categories_dirs)
     out = Path(out_dir)
+    _check_splits(built, recipe_path)
+    _check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     for name, data in (("eval", built.eval), ("sft", built.sft)):
         if (out / name).exists():

@@ -26,9 +26,12 @@ _CARD_JSON, _CARD_MD = "data_card.json", "data_card.md"
 class DataCard:
     """What a build produced and from what: counts, sources, duplicates, skipped rows, settings.
 
-    ``counts`` is ``{category: {split: {"0": n, "1": n}}}`` (the clean rows). ``augmented``
-    counts the perturbed copies added to the SFT training set (``{"train": n, "by_attack": {...}}``,
-    empty without augmentation); ``render`` is how the judged text was rendered.
+    ``counts`` is ``{category: {split: {"0": n, "1": n}}}``; ``source_counts`` the same per source
+    (``{category: {source: {split: ...}}}``). ``held_out`` names each category's sources that are in
+    test only; ``label_origins`` says who labelled each source (human, machine, curated). ``counts``
+    holds the clean rows; ``augmented`` counts the perturbed copies added to the SFT training set
+    (``{"train": n, "by_attack": {...}}``, empty without augmentation); ``render`` is how the judged
+    text was rendered.
     """
 
     name: str
@@ -48,6 +51,12 @@ class DataCard:
     skipped: dict[str, Any] = field(default_factory=lambda: {"total": 0, "reasons": {}, "rows": []})
     description: str = ""
     sft_splits: list[str] = field(default_factory=lambda: list(SFT_SPLITS))
+    label_origins: dict[str, str] = field(default_factory=dict)
+    held_out: dict[str, list[str]] = field(default_factory=dict)
+    source_counts: dict[str, dict[str, dict[str, dict[str, int]]]] = field(default_factory=dict)
+    mixture: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    duplicates_across_sources: dict[str, dict[str, int]] = field(default_factory=dict)
+    cap_by: str = "rows"
     render: str = "plain"
     augmented: dict[str, Any] = field(default_factory=dict)
 
@@ -94,6 +103,7 @@ class DataCard:
                     f"| {category} | {r['name']} | {r['kind']} | {r['location']} | {r['rows_read']} | "
                     f"{r['filtered']} | {r['skipped']} | {r['loaded']} |"
                 )
+        lines += self._source_lines()
         removed = sum(self.duplicates_removed.values())
         lines += ["", f"Exact duplicates removed: {removed}" + (f" {self.duplicates_removed}" if removed else "")]
         if self.duplicates_conflicting:
@@ -113,6 +123,27 @@ class DataCard:
         for reason, n in self.skipped.get("reasons", {}).items():
             lines.append(f"- {n} × {reason}")
         return "\n".join(lines) + "\n"
+
+    def _source_lines(self) -> list[str]:
+        """Rows per category, source and split (positives/total), with label origin, cap and held-out mark."""
+        if not self.source_counts:
+            return []
+        lines = ["", f"## Rows per source (positives/total; caps by {self.cap_by})", ""]
+        lines += ["| category | source | labels | held out | cap | " + " | ".join(SPLITS) + " |"]
+        lines.append("|---|---|---|---|---:|" + "---:|" * len(SPLITS))
+        for category in sorted(self.source_counts):
+            for source, per_split in sorted(self.source_counts[category].items()):
+                held = "yes" if source in self.held_out.get(category, []) else ""
+                cap = (self.mixture.get(category, {}).get(source) or {}).get("cap") or ""
+                cells = []
+                for split in SPLITS:
+                    n = per_split.get(split, {})
+                    cells.append(f"{n.get('1', 0)}/{n.get('1', 0) + n.get('0', 0)}")
+                origin = self.label_origins.get(source, "unspecified")
+                lines.append(f"| {category} | {source} | {origin} | {held} | {cap} | " + " | ".join(cells) + " |")
+        for category, pairs in sorted(self.duplicates_across_sources.items()):
+            lines.append(f"Duplicates across sources in {category} (removed -> kept): {pairs}")
+        return lines
 
     def write(self, folder: str | Path) -> None:
         """Write ``data_card.json`` and ``data_card.md`` into ``folder``."""

@@ -11,6 +11,10 @@ A source is a mapping, listed under a category's ``sources:`` or inline in a dat
       filters: [{column: type, in: [homonyms, definitions]}]
       annotations: [annotation_1, annotation_2]   # several human labels, majority vote
       function: gptfuzz_prompts                   # a registered Python function (rare)
+      label_origin: human             # human | machine | curated (embedded default) | unspecified
+      reader: {comment_prefix: "#"}   # csv: comment_prefix, delimiter, quoting; json: records
+
+A ``path`` may be a glob (``latent_jailbreak/**/*.json``): its matches are read in sorted order.
 
 Every row goes through :func:`recipes.schema.validate_example`. A column missing from the whole
 file or a missing file is a configuration error and always raises; a bad row raises too, after the
@@ -32,7 +36,16 @@ from tqdm.auto import tqdm
 
 from recipes.readers import ERROR_KEY, read_csv, read_hub, read_json, read_jsonl, read_parquet, resolve_path, text_key
 from recipes.schema import DataError, validate_example
-from recipes.source_functions import SOURCE_FUNCTIONS, gptfuzz_prompts, register_source_function
+from recipes.source_config import (
+    EMBEDDED_DIR,
+    KINDS,
+    SOURCE_FUNCTIONS,
+    RowFilter,
+    SourceConfig,
+    parse_source,
+    register_source_function,
+)
+from recipes.source_functions import gptfuzz_prompts
 
 
 __all__ = [
@@ -52,29 +65,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-EMBEDDED_DIR = Path(__file__).parent / "embedded"
-KINDS = ("embedded", "csv", "json", "jsonl", "parquet", "hub")
 OnBadRow = Literal["error", "skip"]
-SPLIT_NAMES = ("train", "validation", "test")
-_FIELDS = ("prompt", "response", "label", "id", "group", "context", "meta")
-_SOURCE_KEYS = (
-    "name",
-    "kind",
-    "description",
-    "path",
-    "hub_id",
-    "config",
-    "split",
-    "revision",
-    "columns",
-    "label_map",
-    "filters",
-    "annotations",
-    "function",
-    "options",
-    "assign_split",
-)
-_FILTER_OPS = ("equals", "not_equals", "in", "not_in")
 _EMBEDDED_COLUMNS = {key: key for key in ("prompt", "response", "label", "id", "group", "context")}
 _EMBEDDED_KEYS = {"id", "prompt", "response", "label", "group", "context", "explanation", "annotations"}
 _SHOWN_PROBLEMS = 5
@@ -93,57 +84,6 @@ class BadRowsError(DataError):
         self.errors, self.total = list(errors), total
 
 
-@dataclass(frozen=True)
-class RowFilter:
-    """Keep a row only when ``column`` compares true (values compared as text, so YAML ``1`` = CSV ``"1"``)."""
-
-    column: str = field(metadata={"help": "source column to test"})
-    op: str = field(metadata={"help": "equals, not_equals, in or not_in"})
-    values: tuple[str, ...] = field(metadata={"help": "the value(s) to compare with"})
-
-    def keep(self, value: Any) -> bool:
-        """Whether a row whose column holds ``value`` passes the filter."""
-        hit = text_key(value) in self.values
-        return hit if self.op in ("equals", "in") else not hit
-
-    def describe(self) -> str:
-        """A short human-readable form for the data card."""
-        shown = self.values[0] if self.op in ("equals", "not_equals") else list(self.values)
-        return f"{self.column} {self.op} {shown}"
-
-
-@dataclass(frozen=True)
-class SourceConfig:
-    """One data source of a category, parsed from its mapping (see the module docstring)."""
-
-    name: str = field(metadata={"help": "name a data recipe selects the source by"})
-    kind: str = field(metadata={"help": "embedded, csv, json, jsonl, parquet or hub"})
-    paths: tuple[str, ...] = field(default=(), metadata={"help": "file(s), relative to --data-root"})
-    hub_id: str = field(default="", metadata={"help": "data set id for datasets.load_dataset, or a local folder"})
-    config: str | None = field(default=None, metadata={"help": "hub data set configuration"})
-    split: str = field(default="train", metadata={"help": "hub split (datasets syntax, e.g. 'a+b')"})
-    revision: str | None = field(default=None, metadata={"help": "hub revision (commit or tag)"})
-    columns: dict[str, str] = field(default_factory=dict, metadata={"help": "schema field -> source column"})
-    label_map: dict[str, int] = field(default_factory=dict, metadata={"help": "source label value -> 0/1"})
-    filters: tuple[RowFilter, ...] = field(default=(), metadata={"help": "rows to keep"})
-    annotations: tuple[str, ...] = field(default=(), metadata={"help": "columns of individual human labels"})
-    function: str = field(default="", metadata={"help": "registered function run on the raw rows"})
-    options: dict[str, Any] = field(default_factory=dict, metadata={"help": "options for the function"})
-    assign_split: str | None = field(default=None, metadata={"help": "put every row of this source in this split"})
-    description: str = field(default="", metadata={"help": "free text"})
-    origin: str = field(default="<memory>", metadata={"help": "file that declared the source"})
-    where: str = field(default="sources[0]", metadata={"help": "position of the declaration in that file"})
-    raw: dict[str, Any] = field(default_factory=dict, metadata={"help": "the mapping as written"})
-
-    @property
-    def location(self) -> str:
-        """Where the data comes from, for the data card."""
-        if self.kind == "hub":
-            parts = [self.hub_id] + [p for p in (self.config, self.split) if p]
-            return "hub:" + "/".join(parts)
-        return ", ".join(self.paths) if self.paths else "embedded/<category>.jsonl"
-
-
 @dataclass
 class SourceReport:
     """What loading one source did: rows read, filtered, skipped (with reasons) and kept."""
@@ -157,6 +97,8 @@ class SourceReport:
     skipped: int = 0
     loaded: int = 0
     filters: list[str] = field(default_factory=list)
+    filtered_by: dict[str, int] = field(default_factory=dict)
+    label_origin: str = "unspecified"
     skip_reasons: dict[str, int] = field(default_factory=dict)
     skipped_rows: list[str] = field(default_factory=list)
 
@@ -175,147 +117,19 @@ class LoadedSource:
 # ----------------------------------------------------------------------------------------------
 
 
-def _string_list(value: Any, origin: str, where: str, key: str) -> tuple[str, ...]:
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not items or not all(isinstance(v, str) and v.strip() for v in items):
-        raise DataError(origin, where, key, "a non-empty string or a list of non-empty strings", value)
-    return tuple(items)
-
-
-def _parse_columns(value: Any, origin: str, where: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise DataError(origin, where, "columns", "a mapping of schema field -> source column", value)
-    columns = {}
-    for key, column in value.items():
-        base, dotted = str(key).split(".", 1)[0], "." in str(key)
-        if base not in _FIELDS or (dotted and base not in ("context", "meta")):
-            raise DataError(
-                origin, where, f"columns.{key}", f"a field among {list(_FIELDS)} or context.<k>/meta.<k>", key
-            )
-        if not isinstance(column, str) or not column.strip():
-            raise DataError(origin, where, f"columns.{key}", "a source column name", column)
-        columns[str(key)] = column
-    return columns
-
-
-def _parse_label_map(value: Any, origin: str, where: str) -> dict[str, int]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not value:
-        raise DataError(origin, where, "label_map", "a mapping of source value -> 0/1", value)
-    mapping = {}
-    for key, label in value.items():
-        if isinstance(key, bool):
-            raise DataError(origin, where, "label_map", "quoted keys (YAML reads bare yes/no/true as booleans)", key)
-        if isinstance(label, bool) or label not in (0, 1):
-            raise DataError(origin, where, f"label_map.{key}", "0 or 1", label)
-        mapping[text_key(key)] = int(label)
-    return mapping
-
-
-def _parse_filters(value: Any, origin: str, where: str) -> tuple[RowFilter, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise DataError(origin, where, "filters", "a list of {column: C, <op>: value}", value)
-    filters = []
-    for i, item in enumerate(value):
-        at = f"filters[{i}]"
-        if not isinstance(item, dict) or not isinstance(item.get("column"), str):
-            raise DataError(origin, where, at, "a mapping with 'column' and one of " + "/".join(_FILTER_OPS), item)
-        ops = [op for op in _FILTER_OPS if op in item]
-        extra = sorted(set(item) - set(_FILTER_OPS) - {"column"})
-        if len(ops) != 1 or extra:
-            raise DataError(origin, where, at, "exactly one of " + "/".join(_FILTER_OPS), sorted(item))
-        op, raw = ops[0], item[ops[0]]
-        if op in ("in", "not_in"):
-            if not isinstance(raw, list) or not raw:
-                raise DataError(origin, where, f"{at}.{op}", "a non-empty list of values", raw)
-            values = tuple(text_key(v) for v in raw)
+def _expand(names: Sequence[str], data_root: str | Path | None) -> list[tuple[str, Path]]:
+    """``(name as configured, path)`` per file; a glob expands to its sorted matches (none is an error later)."""
+    files = []
+    for name in names:
+        if any(ch in name for ch in "*?["):
+            pattern = Path(name).expanduser()
+            root = Path(pattern.anchor) if pattern.is_absolute() else resolve_path(".", data_root)
+            relative = str(pattern.relative_to(pattern.anchor)) if pattern.anchor else name
+            matches = sorted(p for p in root.glob(relative) if p.is_file())
+            files += [(str(p.relative_to(root)), p) for p in matches] or [(name, resolve_path(name, data_root))]
         else:
-            values = (text_key(raw),)
-        filters.append(RowFilter(column=item["column"], op=op, values=values))
-    return tuple(filters)
-
-
-def parse_source(data: Any, *, origin: str = "<memory>", where: str = "sources[0]") -> SourceConfig:
-    """Parse and check one source mapping; unknown keys are rejected.
-
-    Args:
-        data: the mapping as written in a category file or a data recipe.
-        origin: the file it was written in (named in errors).
-        where: its position there, e.g. ``sources[1]`` or ``categories[0].sources[2]``.
-
-    Raises:
-        DataError: naming the file, the position and the key that is wrong.
-    """
-    if not isinstance(data, dict):
-        raise DataError(origin, where, "<source>", "a mapping with name and kind", data)
-    unknown = sorted(set(data) - set(_SOURCE_KEYS))
-    if unknown:
-        raise DataError(origin, where, unknown[0], f"one of {list(_SOURCE_KEYS)}", unknown[0])
-    name = data.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise DataError(origin, where, "name", "a non-empty string", name)
-    kind = data.get("kind")
-    if kind not in KINDS:
-        raise DataError(origin, where, "kind", f"one of {list(KINDS)}", kind)
-    paths: tuple[str, ...] = ()
-    if data.get("path") is not None:
-        paths = _string_list(data["path"], origin, where, "path")
-    elif kind in ("csv", "json", "jsonl", "parquet"):
-        raise DataError(origin, where, "path", f"a file (or list of files) for kind '{kind}'", None)
-    hub_id = data.get("hub_id") or ""
-    if kind == "hub" and (not isinstance(hub_id, str) or not hub_id.strip()):
-        raise DataError(origin, where, "hub_id", "a data set id (owner/name) or a local folder", hub_id)
-    columns = _parse_columns(data.get("columns"), origin, where)
-    label_map = _parse_label_map(data.get("label_map"), origin, where)
-    annotations = _string_list(data["annotations"], origin, where, "annotations") if data.get("annotations") else ()
-    if kind != "embedded":
-        for required in ("prompt", "response"):
-            if required not in columns:
-                raise DataError(origin, where, f"columns.{required}", "the source column holding it", None)
-        if "label" not in columns and not annotations:
-            raise DataError(origin, where, "columns.label", "a label column or a list of annotations", None)
-    function = data.get("function") or ""
-    if function and function not in SOURCE_FUNCTIONS:
-        raise DataError(origin, where, "function", f"one of {sorted(SOURCE_FUNCTIONS)}", function)
-    options = data.get("options") or {}
-    if not isinstance(options, dict):
-        raise DataError(origin, where, "options", "a mapping", options)
-    assign_split = data.get("assign_split")
-    if assign_split is not None and assign_split not in SPLIT_NAMES:
-        raise DataError(origin, where, "assign_split", f"one of {list(SPLIT_NAMES)}", assign_split)
-    split = data.get("split", "train")
-    if not isinstance(split, str) or not split.strip():
-        raise DataError(origin, where, "split", "a split name such as 'train'", split)
-    return SourceConfig(
-        name=name,
-        kind=kind,
-        paths=paths,
-        hub_id=hub_id,
-        config=data.get("config"),
-        split=split,
-        revision=data.get("revision"),
-        columns=columns,
-        label_map=label_map,
-        filters=_parse_filters(data.get("filters"), origin, where),
-        annotations=annotations,
-        function=function,
-        options=options,
-        assign_split=assign_split,
-        description=str(data.get("description") or ""),
-        origin=origin,
-        where=where,
-        raw=dict(data),
-    )
-
-
-# ----------------------------------------------------------------------------------------------
-# Reading files
-# ----------------------------------------------------------------------------------------------
+            files.append((name, resolve_path(name, data_root)))
+    return files
 
 
 def _read_hub(source: SourceConfig, data_root: str | Path | None) -> tuple[str, list[dict]]:
@@ -344,8 +158,7 @@ def _read_files(
         paths = [EMBEDDED_DIR / p for p in names]
         names = [f"embedded/{p}" for p in names]
     else:
-        names = list(source.paths)
-        paths = [resolve_path(p, data_root) for p in names]
+        names, paths = map(list, zip(*_expand(source.paths, data_root))) if source.paths else ([], [])
     tables = []
     for path, name in zip(paths, names):
         if not path.is_file():
@@ -354,8 +167,12 @@ def _read_files(
         if source.kind in ("embedded", "jsonl"):
             rows, numbers = read_jsonl(path)
         else:
-            rows = {"csv": read_csv, "json": read_json, "parquet": read_parquet}[source.kind](path)
+            rows = {"csv": read_csv, "json": read_json, "parquet": read_parquet}[source.kind](path, **source.reader)
             numbers = list(range(1, len(rows) + 1))
+        if not rows:  # an empty or header-only file is a mistake, not a source that happens to be empty
+            raise DataError(
+                str(path), None, "<file>", f"at least one row ({source.kind} source '{source.name}')", "no rows"
+            )
         tables.append((str(path), name, rows, numbers))
     return tables
 
@@ -382,7 +199,7 @@ def _check_columns(source: SourceConfig, file: str, rows: list) -> None:
         if column not in present:
             field_name = what.removeprefix("columns.")
             expected = f"a column '{column}' ({what} of source '{source.name}')"
-            raise DataError(file, 1, field_name, expected, f"columns {sorted(present)[:20]}")
+            raise DataError(file, 1, field_name, expected, f"columns {sorted(map(str, present))[:20]}")
 
 
 def _map_label(value: Any, source: SourceConfig, file: str, row: int, field_name: str, column: str) -> int:
@@ -411,7 +228,7 @@ def _row_to_example(source: SourceConfig, category: str, raw: Any, file: str, nu
     columns = {**_EMBEDDED_COLUMNS, **source.columns} if source.kind == "embedded" else source.columns
     example: dict[str, Any] = {"category": category, "source": source.name}
     context: dict[str, Any] = {}
-    meta: dict[str, Any] = {"origin": f"{short}:{number}"}
+    meta: dict[str, Any] = {"origin": f"{short}:{number}", "label_origin": source.label_origin}
     for key, column in columns.items():
         value = raw.get(column)
         if key.startswith("context."):
@@ -479,7 +296,7 @@ def load_source(
     if on_bad_row not in ("error", "skip"):
         raise DataError(source.origin, source.where, "on_bad_row", "'error' or 'skip'", on_bad_row)
     location = f"embedded/{category}.jsonl" if source.kind == "embedded" and not source.paths else source.location
-    report = SourceReport(category, source.name, source.kind, location)
+    report = SourceReport(category, source.name, source.kind, location, label_origin=source.label_origin)
     report.filters = [f.describe() for f in source.filters]
     examples: list[dict] = []
     problems: list[DataError] = []
@@ -493,13 +310,21 @@ def load_source(
         _check_columns(source, file, rows)
         report.rows_read += len(rows)
         for raw, number in tqdm(
-            zip(rows, numbers), total=len(rows), desc=f"{category}/{source.name}", unit="row", leave=False
+            zip(rows, numbers),
+            total=len(rows),
+            desc=f"{category}/{source.name}",
+            unit="row",
+            leave=False,
+            disable=len(rows) < 1000,
         ):
-            keep = (
-                not isinstance(raw, dict) or ERROR_KEY in raw or all(f.keep(raw.get(f.column)) for f in source.filters)
+            failed = (
+                None
+                if not isinstance(raw, dict) or ERROR_KEY in raw
+                else next((f for f in source.filters if not f.keep(raw.get(f.column))), None)
             )
-            if not keep:
+            if failed is not None:
                 report.filtered += 1
+                report.filtered_by[failed.describe()] = report.filtered_by.get(failed.describe(), 0) + 1
                 continue
             try:
                 examples.append(_row_to_example(source, category, raw, file, number, short))
