@@ -25,13 +25,14 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evaluation.metrics import ALL, compute_metric_rows, compute_second_level_rows
 from evaluation.plots import plot_categories, plot_heatmap, plot_reliability
 from evaluation.store import read_results
+from evaluation.tables import Table
+from evaluation.transfer import transfer_table, wants_transfer_table
 
 
 __all__ = ["Table", "build_tables", "write_report"]
@@ -41,51 +42,6 @@ logger = logging.getLogger(__name__)
 FLOOR = "reference"
 _KIND_ORDER = {"tuned": 0, "second_level": 1, "prompted": 2, "guard": 3, "reference": 4}
 _CSV_SKIP = {"reasons"}
-
-
-@dataclass
-class Table:
-    """A titled table whose missing cells point to numbered notes."""
-
-    key: str
-    title: str
-    headers: list[str]
-    rows: list[list[str]] = field(default_factory=list)
-    intro: str = ""
-    notes: list[str] = field(default_factory=list)
-
-    def note(self, reason: str) -> str:
-        """The cell text for a missing value: ``n/a [k]`` with ``reason`` as note k."""
-        if reason not in self.notes:
-            self.notes.append(reason)
-        return f"n/a [{self.notes.index(reason) + 1}]"
-
-    def to_markdown(self) -> str:
-        """The table as GitHub Markdown, notes below."""
-        lines = [f"## {self.title}", ""]
-        if self.intro:
-            lines += [self.intro, ""]
-        lines.append("| " + " | ".join(self.headers) + " |")
-        lines.append("|" + "|".join("---" for _ in self.headers) + "|")
-        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in self.rows]
-        if self.notes:
-            lines += [""] + [f"[{i}] {reason}  " for i, reason in enumerate(self.notes, start=1)]
-        return "\n".join(lines) + "\n"
-
-    def to_html(self) -> str:
-        """The table as HTML, notes below."""
-        parts = [f"<h2>{html.escape(self.title)}</h2>"]
-        if self.intro:
-            parts.append(f"<p>{html.escape(self.intro)}</p>")
-        parts.append(
-            "<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in self.headers) + "</tr></thead>"
-        )
-        body = ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in self.rows]
-        parts.append("<tbody>" + "".join(body) + "</tbody></table>")
-        if self.notes:
-            items = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
-            parts.append(f'<ol class="notes">{items}</ol>')
-        return "\n".join(parts)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -504,6 +460,8 @@ def write_report(run_dir: str | Path, *, wandb_project: str | None = None) -> li
     rows = compute_metric_rows(records, n_boot=n_boot, seed=seed)
     sl_rows = compute_second_level_rows(records, n_boot=n_boot, seed=seed)
     tables = build_tables(rows, sl_rows, run_info)
+    if wants_transfer_table(run_info.get("data", {})):
+        tables.insert(1, transfer_table(records, run_info["data"], n_boot=n_boot, seed=seed))
     written = [_write_csv(rows, folder / "metrics.csv")]
     if sl_rows:
         written.append(_write_csv(sl_rows, folder / "second_level.csv"))

@@ -192,6 +192,13 @@ def load_run_data(recipe: RunRecipe, *, data_root: str | Path | None = None) -> 
         "train_counts": {c: sum(e["category"] == c for e in train) for c in categories},
         "dropped_by_limit": dropped,
         "limit": recipe.limit,
+        "sources": {
+            c: {
+                "train": sorted({str(e.get("source") or "") for e in train if e["category"] == c}),
+                "evaluated": sorted({str(e.get("source") or "") for e in examples[c]}),
+            }
+            for c in categories
+        },
     }
     return RunData(examples=examples, train=train, info=info, budget=budget)
 
@@ -243,6 +250,7 @@ def _record(entry: JudgeEntry, result: JudgeResult, example: dict, category: str
         repeat=repeat,
         human_label=int(example["label"]),
         group=str(example.get("group") or example["id"]),
+        source=str(example.get("source") or ""),
     )
     if entry.reviews:
         record["reviews"] = entry.reviews

@@ -1,0 +1,184 @@
+"""How a judge does on sources it never saw: F1 and AUROC on in-source test rows beside each held-out source.
+
+A judge is used on other people's transcripts. Its score on the test split of the sources it was trained
+on says little about that; its score on a source held out of training entirely (another victim, attack,
+annotator) says more, and the gap between the two is what a user should expect to lose on their own
+data. Rows in, :class:`~evaluation.report.Table` out; every number comes from
+:func:`evaluation.metrics.compute_binary_metrics`, the same implementation as the rest of the report.
+
+The held-out sources of a category are the data card's ``test_sources`` where the run recorded them,
+otherwise the evaluated sources that no training row came from (``data.sources`` in ``run.json``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from evaluation.metrics import compute_binary_metrics
+from evaluation.tables import Table
+
+
+__all__ = [
+    "IN_SOURCE",
+    "SliceMetrics",
+    "held_out_sources",
+    "transfer_metrics",
+    "transfer_table",
+    "wants_transfer_table",
+]
+
+IN_SOURCE = "in-source"
+
+
+@dataclass(frozen=True)
+class SliceMetrics:
+    """One judge's metrics on one category's in-source rows, or on one held-out source's rows."""
+
+    judge: str
+    kind: str
+    category: str
+    rows: str  # IN_SOURCE or the held-out source's name
+    sources: tuple[str, ...]  # the sources pooled in this slice
+    metrics: dict[str, Any]
+    f1_gap: float = math.nan  # held-out minus in-source; NaN for the in-source slice itself
+    auroc_gap: float = math.nan
+
+
+def held_out_sources(data_info: Mapping[str, Any]) -> dict[str, list[str]]:
+    """``{category: [held-out source, ...]}`` from the ``data`` part of ``run.json``.
+
+    ``data.test_sources`` (the data card's list) wins; otherwise a source is held out of a category when
+    it has evaluated rows there and no training rows (``data.sources[category].train / .evaluated``).
+    """
+    per_category = data_info.get("sources") or {}
+    declared = data_info.get("test_sources")
+    out: dict[str, list[str]] = {}
+    for category, seen in sorted(per_category.items()):
+        evaluated = list(seen.get("evaluated", []))
+        if declared is not None:
+            wanted = declared.get(category, []) if isinstance(declared, Mapping) else declared
+            out[category] = [s for s in evaluated if s in set(wanted)]
+        else:
+            trained = set(seen.get("train", []))
+            out[category] = [s for s in evaluated if s not in trained]
+    return out
+
+
+def wants_transfer_table(data_info: Mapping[str, Any]) -> bool:
+    """The table is worth showing when some category mixes sources or holds one out."""
+    per_category = data_info.get("sources") or {}
+    many = any(len(set(v.get("evaluated", [])) | set(v.get("train", []))) > 1 for v in per_category.values())
+    return many or any(held_out_sources(data_info).values())
+
+
+def _slice_metrics(items: Sequence[Mapping[str, Any]], n_boot: int, seed: int) -> dict[str, Any]:
+    # The conventions of evaluation.metrics.compute_metric_rows: repeats pooled, the bootstrap resamples
+    # whole groups (all repeats of an example, all rows of a question move together), a review's own
+    # P(positive) does not count.
+    items = sorted(items, key=lambda r: (str(r["example_id"]), int(r["repeat"])))
+    metrics = compute_binary_metrics(
+        [r["human_label"] for r in items],
+        [r["label"] for r in items],
+        [r["status"] for r in items],
+        [None if r.get("kind") == "second_level" else r.get("p_positive") for r in items],
+        [f"{r['category']}:{r.get('group') or r['example_id']}" for r in items],
+        n_boot=n_boot,
+        seed=seed,
+    )
+    metrics["n_examples"] = len({str(r["example_id"]) for r in items})
+    return metrics
+
+
+def _gap(held: float, base: float) -> float:
+    return held - base if not (math.isnan(held) or math.isnan(base)) else math.nan
+
+
+def transfer_metrics(
+    records: Sequence[Mapping[str, Any]],
+    held_out: Mapping[str, Sequence[str]],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> list[SliceMetrics]:
+    """Per judge and category: the in-source slice, then one slice per held-out source with its gap.
+
+    Records without a ``source`` (stores written before it was recorded) count as in-source.
+    """
+    by_key: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for record in records:
+        by_key.setdefault((record["judge"], record["category"]), []).append(record)
+    out: list[SliceMetrics] = []
+    for (judge, category), items in sorted(by_key.items()):
+        kind = str(items[0].get("kind", ""))
+        held = list(held_out.get(category, []))
+        inside = [r for r in items if (r.get("source") or "") not in held]
+        base = _slice_metrics(inside, n_boot, seed) if inside else None
+        if base is not None:
+            names = tuple(sorted({r.get("source") or "?" for r in inside}))
+            out.append(SliceMetrics(judge, kind, category, IN_SOURCE, names, base))
+        for source in held:
+            rows = [r for r in items if r.get("source") == source]
+            if not rows:
+                continue
+            metrics = _slice_metrics(rows, n_boot, seed)
+            f1_gap = _gap(metrics["f1"], base["f1"]) if base else math.nan
+            auroc_gap = _gap(metrics["auroc"], base["auroc"]) if base else math.nan
+            out.append(SliceMetrics(judge, kind, category, source, (source,), metrics, f1_gap, auroc_gap))
+    return out
+
+
+def _cell(table: Table, metrics: Mapping[str, Any], key: str) -> str:
+    value = metrics.get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return table.note(f"{key}: {metrics.get('reasons', {}).get(key, 'undefined')}")
+    if key != "f1":
+        return f"{value:.3f}"
+    low, high = metrics.get("f1_ci_low"), metrics.get("f1_ci_high")
+    if low is None or math.isnan(low) or math.isnan(high):
+        return f"{value:.3f} " + table.note(f"95% interval: {metrics.get('reasons', {}).get('f1_ci_low', '')}")
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _gap_cell(table: Table, value: float, what: str) -> str:
+    if math.isnan(value):
+        return table.note(f"{what} gap: undefined on the in-source or the held-out rows")
+    return f"{value:+.3f}"
+
+
+def transfer_table(
+    records: Sequence[Mapping[str, Any]], data_info: Mapping[str, Any], *, n_boot: int = 1000, seed: int = 0
+) -> Table:
+    """The report table: per judge and category, in-source test rows, then each held-out source with its gap."""
+    held = held_out_sources(data_info)
+    listed = ", ".join(f"{c}: {', '.join(s)}" for c, s in held.items() if s) or "none"
+    table = Table(
+        "transfer",
+        "Transfer: in-source test rows vs sources held out of training",
+        ["judge", "kind", "category", "test rows", "sources", "n", "F1 [95% CI]", "AUROC", "F1 gap", "AUROC gap"],
+        intro="In-source rows come from the sources the judge was trained on (their test split); a held-out source "
+        "gave no row to training or validation. The gap is held-out minus in-source: what to expect to lose on "
+        f"data the judge never saw. Held-out sources: {listed}.",
+    )
+    order = {"tuned": 0, "second_level": 1, "prompted": 2, "guard": 3, "reference": 4}
+    slices = transfer_metrics(records, held, n_boot=n_boot, seed=seed)
+    slices.sort(key=lambda s: (order.get(s.kind, 9), s.judge, s.category, s.rows != IN_SOURCE, s.rows))
+    for s in slices:
+        in_source = s.rows == IN_SOURCE
+        table.rows.append(
+            [
+                s.judge,
+                s.kind,
+                s.category,
+                s.rows if in_source else f"held out: {s.rows}",
+                ", ".join(s.sources),
+                str(s.metrics["n_examples"]),
+                _cell(table, s.metrics, "f1"),
+                _cell(table, s.metrics, "auroc"),
+                "-" if in_source else _gap_cell(table, s.f1_gap, "F1"),
+                "-" if in_source else _gap_cell(table, s.auroc_gap, "AUROC"),
+            ]
+        )
+    return table
