@@ -142,9 +142,11 @@ def _cell(table: Table, metrics: Mapping[str, Any], key: str) -> str:
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def _gap_cell(table: Table, value: float, what: str) -> str:
+def _gap_cell(table: Table, value: float, what: str, has_base: bool) -> str:
+    if not has_base:
+        return table.note(f"{what} gap: no in-source test rows of this category in the run")
     if math.isnan(value):
-        return table.note(f"{what} gap: undefined on the in-source or the held-out rows")
+        return table.note(f"{what} gap: {what} undefined on the in-source or the held-out rows")
     return f"{value:+.3f}"
 
 
@@ -165,6 +167,9 @@ def transfer_table(
     order = {"tuned": 0, "second_level": 1, "prompted": 2, "guard": 3, "reference": 4}
     slices = transfer_metrics(records, held, n_boot=n_boot, seed=seed)
     slices.sort(key=lambda s: (order.get(s.kind, 9), s.judge, s.category, s.rows != IN_SOURCE, s.rows))
+    has_base = {(s.judge, s.category): False for s in slices} | {
+        (s.judge, s.category): True for s in slices if s.rows == IN_SOURCE
+    }
     for s in slices:
         in_source = s.rows == IN_SOURCE
         table.rows.append(
@@ -177,8 +182,8 @@ def transfer_table(
                 str(s.metrics["n_examples"]),
                 _cell(table, s.metrics, "f1"),
                 _cell(table, s.metrics, "auroc"),
-                "-" if in_source else _gap_cell(table, s.f1_gap, "F1"),
-                "-" if in_source else _gap_cell(table, s.auroc_gap, "AUROC"),
+                "-" if in_source else _gap_cell(table, s.f1_gap, "F1", has_base[(s.judge, s.category)]),
+                "-" if in_source else _gap_cell(table, s.auroc_gap, "AUROC", has_base[(s.judge, s.category)]),
             ]
         )
     return table

@@ -255,6 +255,8 @@ def main(judge_args: Any, training_args: Any, model_args: Any) -> Path:
         categories_dirs=judge_args.categories_dirs,
         train_rows=judge_args.train_rows,
         seed=training_args.seed,
+        sources=judge_args.sources,
+        balance=judge_args.balance,
     )
     model_path, model_config = load_model_config(
         model_args.model_name_or_path,
