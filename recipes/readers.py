@@ -9,6 +9,7 @@ skipped) with the file's other bad rows instead of stopping the read.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -31,15 +32,28 @@ def resolve_path(path: str | Path, data_root: str | Path | None) -> Path:
     return Path(data_root).expanduser() / candidate
 
 
-def read_csv(path: Path) -> list[dict]:
-    """Rows of a CSV file with a header (fields may be very long: GPTFuzz answers reach 22k characters)."""
+def read_csv(
+    path: Path, *, comment_prefix: str | None = None, delimiter: str = ",", quoting: bool = True
+) -> list[dict]:
+    r"""Rows of a CSV file with a header (fields may be very long: GPTFuzz answers reach 22k characters).
+
+    ``comment_prefix``: leading lines starting with it (PyRIT's ``# dataset_version=...``) are not
+    the header. ``delimiter="\t", quoting=False`` reads a TSV whose fields hold bare quotes (BEGIN).
+    """
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     with open(path, newline="", encoding="utf-8-sig") as handle:
-        return list(csv.DictReader(handle))
+        lines = iter(handle)
+        first = next(lines, "")
+        while comment_prefix and first.startswith(comment_prefix):
+            first = next(lines, "")
+        style = csv.QUOTE_MINIMAL if quoting else csv.QUOTE_NONE
+        return list(csv.DictReader(itertools.chain([first], lines), delimiter=delimiter, quoting=style))
 
 
-def read_json(path: Path) -> list[Any]:
-    """Rows of a JSON file holding one array of objects.
+def read_json(path: Path, records: str | None = None) -> list[Any]:
+    """Rows of a JSON file: one array of objects, or the array under key ``records`` of one object.
+
+    ``records="."``: the file is one object, itself the only row (a folder tree of one-row files).
 
     Raises:
         DataError: when the file is not one JSON array (with a hint when it is JSON Lines).
@@ -52,6 +66,12 @@ def read_json(path: Path) -> list[Any]:
             raise DataError(
                 str(path), error.lineno, "<file>", f"one JSON array of objects{hint}", str(error)
             ) from None
+    if records == "." and isinstance(data, dict):
+        return [data]
+    if records and records != ".":
+        if not isinstance(data, dict) or not isinstance(data.get(records), list):
+            raise DataError(str(path), None, "<file>", f"a JSON object with an array under '{records}'", records)
+        return data[records]
     if not isinstance(data, list):
         raise DataError(str(path), None, "<file>", "a JSON array of objects", type(data).__name__)
     return data

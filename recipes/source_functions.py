@@ -8,6 +8,7 @@ is reported (or skipped and counted) like any other bad row.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,14 @@ from recipes.schema import DataError
 if TYPE_CHECKING:
     from recipes.sources import SourceConfig
 
-__all__ = ["SOURCE_FUNCTIONS", "gptfuzz_prompts", "register_source_function"]
+__all__ = [
+    "SOURCE_FUNCTIONS",
+    "gptfuzz_prompts",
+    "harmbench_turns",
+    "path_fields",
+    "register_source_function",
+    "truthfulqa_answers",
+]
 
 SourceFunction = Callable[..., list[dict]]
 SOURCE_FUNCTIONS: dict[str, SourceFunction] = {}
@@ -99,3 +107,74 @@ def gptfuzz_prompts(rows: list[dict], *, source: SourceConfig, data_root: str | 
                 new["template_id"] = template_id
         out.append(new)
     return out
+
+
+_HARMBENCH_TURNS = re.compile(r"\AHuman user:\n(?P<prompt>.*?)\n\nAI assistant:\n(?P<response>.*?)\s*\Z", re.S)
+
+
+@register_source_function("harmbench_turns")
+def harmbench_turns(rows: list[dict], *, source: SourceConfig, data_root: str | Path | None, file: str) -> list[dict]:
+    """Split HarmBench's classifier-set ``input``: ``Human user:``, the prompt, ``AI assistant:``, the response.
+
+    Adds the columns ``user_turn`` and ``assistant_turn``; a row not in that shape is a bad row.
+    Option ``column`` (default ``input``) names the combined column.
+    """
+    column = source.options.get("column", "input")
+    out = []
+    for number, row in enumerate(rows, start=1):
+        new = dict(row)
+        match = _HARMBENCH_TURNS.match(str(row.get(column) or ""))
+        if match is None:
+            expected = "'Human user:\\n<prompt>\\n\\nAI assistant:\\n<response>'"
+            new[ERROR_KEY] = DataError(file, number, "prompt", f"{column} shaped {expected}", row.get(column))
+        else:
+            new["user_turn"], new["assistant_turn"] = match["prompt"], match["response"]
+        out.append(new)
+    return out
+
+
+_TRUTHFULQA = re.compile(r"\AQ: (?P<question>.*?)\nA: (?P<answer>.*)\nTrue:\Z", re.S)
+
+
+@register_source_function("truthfulqa_answers")
+def truthfulqa_answers(
+    rows: list[dict], *, source: SourceConfig, data_root: str | Path | None, file: str
+) -> list[dict]:
+    """Split TruthfulQA's fine-tuning prompt (``Q: <question>``, ``A: <answer>``, ``True:`` lines) in two.
+
+    Adds ``question`` (up to the first answer line: a few answers hold a second one) and ``answer``. An
+    empty answer stays empty, for a ``present`` filter to count.
+    """
+    column = source.options.get("column", "prompt")
+    out = []
+    for number, row in enumerate(rows, start=1):
+        new = dict(row)
+        match = _TRUTHFULQA.match(str(row.get(column) or "")) if isinstance(row, dict) else None
+        if match is None:
+            if isinstance(row, dict) and ERROR_KEY not in row:
+                expected = f"{column} shaped 'Q: <question>\\nA: <answer>\\nTrue:'"
+                new[ERROR_KEY] = DataError(file, number, "prompt", expected, row.get(column))
+        else:
+            new["question"], new["answer"] = match["question"], match["answer"].strip()
+        out.append(new)
+    return out
+
+
+@register_source_function("path_fields")
+def path_fields(rows: list[dict], *, source: SourceConfig, data_root: str | Path | None, file: str) -> list[dict]:
+    """Add columns named by the file's path, for data sets whose folders say what a row is.
+
+    Options: ``after`` (the folder the named parts follow, e.g. ``attack-artifacts``) and
+    ``fields`` (names for the path parts after it, in order; the file's own name counts without its
+    suffix). A path with fewer parts fills what it has (latent_jailbreak's benign sets have no
+    target-group folder).
+    """
+    after, names = source.options.get("after"), source.options.get("fields") or []
+    parts = list(Path(file).parts)
+    if not after or after not in parts or not isinstance(names, list):
+        expected = "'after': a folder of the path and 'fields': [names]"
+        raise DataError(source.origin, source.where, "options", expected, file)
+    tail = parts[parts.index(after) + 1 :]
+    tail[-1] = Path(tail[-1]).stem
+    values = dict(zip(names, tail))
+    return [{**row, **values} if isinstance(row, dict) else row for row in rows]

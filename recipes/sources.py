@@ -11,6 +11,10 @@ A source is a mapping, listed under a category's ``sources:`` or inline in a dat
       filters: [{column: type, in: [homonyms, definitions]}]
       annotations: [annotation_1, annotation_2]   # several human labels, majority vote
       function: gptfuzz_prompts                   # a registered Python function (rare)
+      label_origin: human             # human | machine | curated (embedded default) | unspecified
+      reader: {comment_prefix: "#"}   # csv: comment_prefix, delimiter, quoting; json: records
+
+A ``path`` may be a glob (``latent_jailbreak/**/*.json``): its matches are read in sorted order.
 
 Every row goes through :func:`recipes.schema.validate_example`. A column missing from the whole
 file or a missing file is a configuration error and always raises; a bad row raises too, after the
@@ -73,8 +77,12 @@ _SOURCE_KEYS = (
     "function",
     "options",
     "assign_split",
+    "label_origin",
+    "reader",
 )
-_FILTER_OPS = ("equals", "not_equals", "in", "not_in")
+_FILTER_OPS = ("equals", "not_equals", "in", "not_in", "present")
+LABEL_ORIGINS = ("human", "machine", "curated", "unspecified")
+_READER_OPTIONS = {"csv": {"comment_prefix": str, "delimiter": str, "quoting": bool}, "json": {"records": str}}
 _EMBEDDED_COLUMNS = {key: key for key in ("prompt", "response", "label", "id", "group", "context")}
 _EMBEDDED_KEYS = {"id", "prompt", "response", "label", "group", "context", "explanation", "annotations"}
 _SHOWN_PROBLEMS = 5
@@ -102,13 +110,15 @@ class RowFilter:
     values: tuple[str, ...] = field(metadata={"help": "the value(s) to compare with"})
 
     def keep(self, value: Any) -> bool:
-        """Whether a row whose column holds ``value`` passes the filter."""
+        """Whether a row whose column holds ``value`` passes the filter (``present``: not null, not blank)."""
+        if self.op == "present":
+            return (value is not None and text_key(value) != "") == (self.values[0] == "true")
         hit = text_key(value) in self.values
         return hit if self.op in ("equals", "in") else not hit
 
     def describe(self) -> str:
         """A short human-readable form for the data card."""
-        shown = self.values[0] if self.op in ("equals", "not_equals") else list(self.values)
+        shown = self.values[0] if self.op in ("equals", "not_equals", "present") else list(self.values)
         return f"{self.column} {self.op} {shown}"
 
 
@@ -130,6 +140,8 @@ class SourceConfig:
     function: str = field(default="", metadata={"help": "registered function run on the raw rows"})
     options: dict[str, Any] = field(default_factory=dict, metadata={"help": "options for the function"})
     assign_split: str | None = field(default=None, metadata={"help": "put every row of this source in this split"})
+    label_origin: str = field(default="unspecified", metadata={"help": "who gave the labels: human, machine, curated"})
+    reader: dict[str, Any] = field(default_factory=dict, metadata={"help": "file reader options (see module doc)"})
     description: str = field(default="", metadata={"help": "free text"})
     origin: str = field(default="<memory>", metadata={"help": "file that declared the source"})
     where: str = field(default="sources[0]", metadata={"help": "position of the declaration in that file"})
@@ -157,6 +169,8 @@ class SourceReport:
     skipped: int = 0
     loaded: int = 0
     filters: list[str] = field(default_factory=list)
+    filtered_by: dict[str, int] = field(default_factory=dict)
+    label_origin: str = "unspecified"
     skip_reasons: dict[str, int] = field(default_factory=dict)
     skipped_rows: list[str] = field(default_factory=list)
 
@@ -234,10 +248,41 @@ def _parse_filters(value: Any, origin: str, where: str) -> tuple[RowFilter, ...]
             if not isinstance(raw, list) or not raw:
                 raise DataError(origin, where, f"{at}.{op}", "a non-empty list of values", raw)
             values = tuple(text_key(v) for v in raw)
+        elif op == "present" and not isinstance(raw, bool):
+            raise DataError(origin, where, f"{at}.{op}", "true (keep rows with a value) or false", raw)
         else:
             values = (text_key(raw),)
         filters.append(RowFilter(column=item["column"], op=op, values=values))
     return tuple(filters)
+
+
+def _parse_reader(value: Any, kind: str, origin: str, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    known = _READER_OPTIONS.get(kind, {})
+    if not isinstance(value, dict):
+        raise DataError(origin, where, "reader", f"a mapping with keys among {sorted(known)}", value)
+    for key, option in value.items():
+        if key not in known:
+            raise DataError(origin, where, f"reader.{key}", f"one of {sorted(known)} for kind '{kind}'", key)
+        if not isinstance(option, known[key]) or (key == "delimiter" and len(option) != 1):
+            raise DataError(origin, where, f"reader.{key}", f"a {known[key].__name__}", option)
+    return dict(value)
+
+
+def _expand(names: Sequence[str], data_root: str | Path | None) -> list[tuple[str, Path]]:
+    """``(name as configured, path)`` per file; a glob expands to its sorted matches (none is an error later)."""
+    files = []
+    for name in names:
+        if any(ch in name for ch in "*?["):
+            pattern = Path(name).expanduser()
+            root = Path(pattern.anchor) if pattern.is_absolute() else resolve_path(".", data_root)
+            relative = str(pattern.relative_to(pattern.anchor)) if pattern.anchor else name
+            matches = sorted(p for p in root.glob(relative) if p.is_file())
+            files += [(str(p.relative_to(root)), p) for p in matches] or [(name, resolve_path(name, data_root))]
+        else:
+            files.append((name, resolve_path(name, data_root)))
+    return files
 
 
 def parse_source(data: Any, *, origin: str = "<memory>", where: str = "sources[0]") -> SourceConfig:
@@ -288,6 +333,10 @@ def parse_source(data: Any, *, origin: str = "<memory>", where: str = "sources[0
     assign_split = data.get("assign_split")
     if assign_split is not None and assign_split not in SPLIT_NAMES:
         raise DataError(origin, where, "assign_split", f"one of {list(SPLIT_NAMES)}", assign_split)
+    label_origin = data.get("label_origin") or ("curated" if kind == "embedded" else "unspecified")
+    if label_origin not in LABEL_ORIGINS:
+        raise DataError(origin, where, "label_origin", f"one of {list(LABEL_ORIGINS)}", label_origin)
+    reader = _parse_reader(data.get("reader"), kind, origin, where)
     split = data.get("split", "train")
     if not isinstance(split, str) or not split.strip():
         raise DataError(origin, where, "split", "a split name such as 'train'", split)
@@ -306,6 +355,8 @@ def parse_source(data: Any, *, origin: str = "<memory>", where: str = "sources[0
         function=function,
         options=options,
         assign_split=assign_split,
+        label_origin=label_origin,
+        reader=reader,
         description=str(data.get("description") or ""),
         origin=origin,
         where=where,
@@ -344,8 +395,7 @@ def _read_files(
         paths = [EMBEDDED_DIR / p for p in names]
         names = [f"embedded/{p}" for p in names]
     else:
-        names = list(source.paths)
-        paths = [resolve_path(p, data_root) for p in names]
+        names, paths = map(list, zip(*_expand(source.paths, data_root))) if source.paths else ([], [])
     tables = []
     for path, name in zip(paths, names):
         if not path.is_file():
@@ -354,7 +404,7 @@ def _read_files(
         if source.kind in ("embedded", "jsonl"):
             rows, numbers = read_jsonl(path)
         else:
-            rows = {"csv": read_csv, "json": read_json, "parquet": read_parquet}[source.kind](path)
+            rows = {"csv": read_csv, "json": read_json, "parquet": read_parquet}[source.kind](path, **source.reader)
             numbers = list(range(1, len(rows) + 1))
         tables.append((str(path), name, rows, numbers))
     return tables
@@ -411,7 +461,7 @@ def _row_to_example(source: SourceConfig, category: str, raw: Any, file: str, nu
     columns = {**_EMBEDDED_COLUMNS, **source.columns} if source.kind == "embedded" else source.columns
     example: dict[str, Any] = {"category": category, "source": source.name}
     context: dict[str, Any] = {}
-    meta: dict[str, Any] = {"origin": f"{short}:{number}"}
+    meta: dict[str, Any] = {"origin": f"{short}:{number}", "label_origin": source.label_origin}
     for key, column in columns.items():
         value = raw.get(column)
         if key.startswith("context."):
@@ -479,7 +529,7 @@ def load_source(
     if on_bad_row not in ("error", "skip"):
         raise DataError(source.origin, source.where, "on_bad_row", "'error' or 'skip'", on_bad_row)
     location = f"embedded/{category}.jsonl" if source.kind == "embedded" and not source.paths else source.location
-    report = SourceReport(category, source.name, source.kind, location)
+    report = SourceReport(category, source.name, source.kind, location, label_origin=source.label_origin)
     report.filters = [f.describe() for f in source.filters]
     examples: list[dict] = []
     problems: list[DataError] = []
@@ -493,13 +543,21 @@ def load_source(
         _check_columns(source, file, rows)
         report.rows_read += len(rows)
         for raw, number in tqdm(
-            zip(rows, numbers), total=len(rows), desc=f"{category}/{source.name}", unit="row", leave=False
+            zip(rows, numbers),
+            total=len(rows),
+            desc=f"{category}/{source.name}",
+            unit="row",
+            leave=False,
+            disable=len(rows) < 1000,
         ):
-            keep = (
-                not isinstance(raw, dict) or ERROR_KEY in raw or all(f.keep(raw.get(f.column)) for f in source.filters)
+            failed = (
+                None
+                if not isinstance(raw, dict) or ERROR_KEY in raw
+                else next((f for f in source.filters if not f.keep(raw.get(f.column))), None)
             )
-            if not keep:
+            if failed is not None:
                 report.filtered += 1
+                report.filtered_by[failed.describe()] = report.filtered_by.get(failed.describe(), 0) + 1
                 continue
             try:
                 examples.append(_row_to_example(source, category, raw, file, number, short))

@@ -7,6 +7,14 @@ memory. So examples are split by ``group``: every example of a group lands in on
 its own and each split gets its share of positives and negatives. Exact duplicates (same category,
 prompt and response) are removed first and counted. The same input and seed always give the
 same splits: every random choice comes from a ``random.Random`` seeded by the seed and category.
+
+Source-held-out splits (``test_sources`` in a data recipe): every row of a held-out source goes to
+``test`` and training and validation never see it, nor any group it shares with another source
+(such a group goes to test whole); the other sources are split by the fractions as usual. The
+held-out rows are told apart from the in-source test rows by their ``source`` and
+``meta["held_out"]`` (the data card lists the held-out sources per category). A named source that
+serves several categories (HarmBench: jailbreak and harmful_content) puts a row in the same split in
+all of them (its group follows it), so a row never trains one category while it tests another.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import json
 import logging
 import random
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from recipes.schema import DataError
@@ -27,7 +35,10 @@ __all__ = [
     "SplitFractions",
     "assign_splits",
     "check_group_leaks",
+    "check_held_out",
+    "content_key",
     "dedupe_examples",
+    "label_quotas",
     "subsample_stratified",
 ]
 
@@ -69,10 +80,11 @@ class DedupResult:
     conflicting: dict[str, int]
 
 
-def _content_key(example: Mapping) -> str:
+def content_key(example: Mapping, *, category: bool = True) -> str:
+    """What makes two examples duplicates: category (unless ``category=False``), prompt and response."""
     prompt = example["prompt"]
     text = prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False, sort_keys=True)
-    return json.dumps([example["category"], text, example["response"]], ensure_ascii=False)
+    return json.dumps([example["category"] if category else "", text, example["response"]], ensure_ascii=False)
 
 
 def dedupe_examples(examples: Sequence[dict]) -> DedupResult:
@@ -86,7 +98,7 @@ def dedupe_examples(examples: Sequence[dict]) -> DedupResult:
     removed: Counter[str] = Counter()
     conflicting: Counter[str] = Counter()
     for example in examples:
-        key = _content_key(example)
+        key = content_key(example)
         first = seen.get(key)
         if first is None:
             seen[key] = example
@@ -107,7 +119,7 @@ def _by_category(examples: Sequence[dict]) -> dict[str, list[dict]]:
     return grouped
 
 
-def _quotas(counts: Mapping[int, int], limit: int) -> dict[int, int]:
+def label_quotas(counts: Mapping[int, int], limit: int) -> dict[int, int]:
     """Split ``limit`` across labels in proportion to ``counts`` (largest remainder)."""
     total = sum(counts.values())
     exact = {label: limit * n / total for label, n in counts.items()}
@@ -137,7 +149,7 @@ def subsample_stratified(examples: Sequence[dict], limit: int | None, seed: int)
         by_label: dict[int, list[dict]] = defaultdict(list)
         for example in items:
             by_label[example["label"]].append(example)
-        for label, quota in _quotas({k: len(v) for k, v in by_label.items()}, limit).items():
+        for label, quota in label_quotas({k: len(v) for k, v in by_label.items()}, limit).items():
             pool = sorted(by_label[label], key=lambda e: e["id"])
             keep.update(id(e) for e in rng.sample(pool, quota))
         dropped[category] = len(items) - limit
@@ -161,12 +173,20 @@ def _need(labels: Counter, target: Mapping[int, float], count: Counter, totals: 
     return sum(n * (target[label] - count[label]) / totals[label] for label, n in labels.items())
 
 
+_PRIORITY = {"test": 0, "validation": 1, "train": 2}
+
+
+def _link(example: Mapping) -> str:
+    return example["source"] + "\0" + content_key(example, category=False)
+
+
 def assign_splits(
     examples: Sequence[dict],
     fractions: SplitFractions,
     seed: int,
     *,
     pinned: Mapping[str, str] | None = None,
+    held_out: Mapping[str, Collection[str]] | None = None,
 ) -> dict[str, list[dict]]:
     """Assign whole groups to splits, per category, stratified by label.
 
@@ -178,44 +198,79 @@ def assign_splits(
         fractions: the share of each split.
         seed: the seed; the same input and seed give the same splits.
         pinned: ``{example id: split}`` for sources pinned to a split (``assign_split``).
+        held_out: ``{category: source names}`` whose rows (and groups) go to test only.
 
     Raises:
         DataError: when one group holds examples pinned to two different splits.
     """
     pinned = pinned or {}
+    held_out = held_out or {}
     share = fractions.as_dict()
     open_splits = [name for name in SPLITS if share[name] > 0]
     result: dict[str, list[dict]] = {name: [] for name in SPLITS}
     placed: dict[int, str] = {}
+    # A named source's row -> its split, shared by the categories the source serves; held-out rows in test.
+    linked: dict[str, str] = {_link(e): "test" for e in examples if e["source"] in held_out.get(e["category"], ())}
     for category, items in _by_category(examples).items():
         groups: dict[str, list[dict]] = defaultdict(list)
         for example in items:
             groups[example["group"]].append(example)
-        keys = sorted(groups)
+        tested = {e["group"] for e in items if e["source"] in held_out.get(category, ())}
+        free = [e for e in items if e["group"] not in tested]
+        keys = sorted({e["group"] for e in free})
         random.Random(f"{seed}:{category}").shuffle(keys)
         # Pinned groups first, so the free ones fill in around them; then the largest first.
         keys.sort(key=lambda key: (not any(e["id"] in pinned for e in groups[key]), -len(groups[key])))
-        totals = Counter(example["label"] for example in items)
+        totals = Counter(example["label"] for example in free)
         target = {name: {label: share[name] * n for label, n in totals.items()} for name in SPLITS}
         count: dict[str, Counter[int]] = {name: Counter() for name in SPLITS}
+        for key in sorted(tested):
+            for example in groups[key]:
+                placed[id(example)] = "test"
         for key in keys:
             members = groups[key]
             wanted = sorted({pinned[e["id"]] for e in members if e["id"] in pinned})
             if len(wanted) > 1:
                 raise _leak_error(next(e for e in members if e["id"] in pinned), key, wanted)
+            links = sorted({linked.get(_link(e)) for e in members if e["source"]} - {None}, key=_PRIORITY.get)
             labels = Counter(e["label"] for e in members)
             if wanted:
                 chosen = wanted[0]
+            elif links:
+                chosen = links[0]
             else:
                 needs = [_need(labels, target[name], count[name], totals) for name in open_splits]
                 chosen = open_splits[needs.index(max(needs))]
             count[chosen].update(labels)
             for example in members:
                 placed[id(example)] = chosen
+                if example["source"]:
+                    linked.setdefault(_link(example), chosen)
     for example in examples:
         result[placed[id(example)]].append(example)
     check_group_leaks(result)
+    check_held_out(result, held_out)
     return result
+
+
+def check_held_out(splits: Mapping[str, Sequence[Mapping]], held_out: Mapping[str, Collection[str]]) -> None:
+    """Raise when a held-out source's row, or a group it holds, is in train or validation.
+
+    Raises:
+        DataError: naming the row, the field ``source`` (or ``group``) and the split it was found in.
+    """
+    tested = {
+        (e["category"], e["group"]) for e in splits.get("test", []) if e["source"] in held_out.get(e["category"], ())
+    }
+    for name in ("train", "validation"):
+        for example in splits.get(name, []):
+            file, row = _origin(example)
+            if example["source"] in held_out.get(example["category"], ()):
+                got = f"held-out source {example['source']!r} in {name}"
+                raise DataError(file, row, "source", "held-out sources in test only", got)
+            if (example["category"], example["group"]) in tested:
+                got = f"group {example['group']!r} of a held-out source in {name}"
+                raise DataError(file, row, "group", "groups of held-out sources in test only", got)
 
 
 def check_group_leaks(splits: Mapping[str, Sequence[Mapping]]) -> None:
