@@ -315,7 +315,15 @@ class _Runner:
             self.bar.update(pending)
             return
         repeats = range(self.recipe.repeats)
+        # A tuned judge answers only the categories it was tuned on (e.g. one tuned on GPTFuzz alone, in a run
+        # of several categories): the rest are skipped and counted, not judged with words it never learnt.
+        tuned_on = getattr(judge, "verdict_words", None) if entry.kind == "tuned" else None
         for name, category in self.categories.items():
+            if tuned_on and name not in tuned_on:
+                left = sum(len(self.missing(entry, name, r)) for r in repeats)
+                self.summary.skip(left, f"{entry.name} was not tuned on {name}")
+                self.bar.update(left)
+                continue
             kwargs = self.judge_kwargs(entry, name)
             if entry.deterministic():
                 todo = sorted(self.missing_in_any(entry, name, repeats), key=lambda e: str(e["id"]))
