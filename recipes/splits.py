@@ -4,7 +4,7 @@ A judge scored on an example whose twin (the same underlying question under anot
 template, the same prompt answered by another model) sat in its training data is scored on
 memory. So examples are split by ``group``: every example of a group lands in one split, and
 :func:`check_group_leaks` proves it afterwards. Within that constraint each category is split on
-its own and each split gets its share of positives and negatives. Exact duplicates (same category,
+its own and each split gets its share of each source's positives and negatives. Exact duplicates (same category,
 prompt and response) are removed first and counted. The same input and seed always give the
 same splits: every random choice comes from a ``random.Random`` seeded by the seed and category.
 
@@ -168,12 +168,17 @@ def _leak_error(example: Mapping, group: str, splits: Sequence[str]) -> DataErro
     return DataError(file, row, "group", "every example of a group in one split", got)
 
 
-def _need(labels: Counter, target: Mapping[int, float], count: Counter, totals: Counter) -> float:
-    """How far a split falls behind its targets for the labels a group brings (share of each label)."""
+def _need(labels: Counter, target: Mapping[tuple[str, int], float], count: Counter, totals: Counter) -> float:
+    """How far a split falls behind its targets for the strata a group brings (share of each stratum)."""
     return sum(n * (target[label] - count[label]) / totals[label] for label, n in labels.items())
 
 
 _PRIORITY = {"test": 0, "validation": 1, "train": 2}
+
+
+def _stratum(example: Mapping) -> tuple[str, int]:
+    """Splits are stratified by source and label, so every source of a mixture is in every split."""
+    return example["source"], example["label"]
 
 
 def _link(example: Mapping) -> str:
@@ -191,7 +196,7 @@ def assign_splits(
     """Assign whole groups to splits, per category, stratified by label.
 
     Groups are visited largest first (ties in a seeded random order) and each goes to the split
-    whose label counts fall furthest behind its targets, weighted by the group's own labels.
+    whose (source, label) counts fall furthest behind its targets, weighted by the group's own rows.
 
     Args:
         examples: validated, deduplicated examples.
@@ -221,9 +226,9 @@ def assign_splits(
         random.Random(f"{seed}:{category}").shuffle(keys)
         # Pinned groups first, so the free ones fill in around them; then the largest first.
         keys.sort(key=lambda key: (not any(e["id"] in pinned for e in groups[key]), -len(groups[key])))
-        totals = Counter(example["label"] for example in free)
+        totals = Counter(_stratum(example) for example in free)
         target = {name: {label: share[name] * n for label, n in totals.items()} for name in SPLITS}
-        count: dict[str, Counter[int]] = {name: Counter() for name in SPLITS}
+        count: dict[str, Counter[tuple[str, int]]] = {name: Counter() for name in SPLITS}
         for key in sorted(tested):
             for example in groups[key]:
                 placed[id(example)] = "test"
@@ -233,7 +238,7 @@ def assign_splits(
             if len(wanted) > 1:
                 raise _leak_error(next(e for e in members if e["id"] in pinned), key, wanted)
             links = sorted({linked.get(_link(e)) for e in members if e["source"]} - {None}, key=_PRIORITY.get)
-            labels = Counter(e["label"] for e in members)
+            labels = Counter(_stratum(e) for e in members)
             if wanted:
                 chosen = wanted[0]
             elif links:
