@@ -161,11 +161,12 @@ def _load_splits(recipe: RunRecipe, data_root: str | Path | None) -> tuple[list[
         folder = resolve_path(data.dir, recipe.path)
         card = DataCard.read(folder)
         train = load_examples(folder, "train") if card.total("train") else []
-        info = {"source": "dir", "dir": str(folder), "recipe_hash": card.recipe_hash}
+        info = {"source": "dir", "dir": str(folder), "recipe_hash": card.recipe_hash, "test_sources": card.held_out}
         return load_examples(folder, recipe.split), train, info, card.budget
     path = resolve_path(data.recipe or "", recipe.path)
     built = build_datasets(load_data_recipe(path), data_root=data_root, categories_dirs=recipe.categories_dirs or None)
     info = {"source": "recipe", "recipe": str(path), "recipe_hash": built.card.recipe_hash}
+    info["test_sources"] = built.card.held_out
     return built.splits[recipe.split], built.splits["train"], info, built.card.budget
 
 
