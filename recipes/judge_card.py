@@ -35,6 +35,8 @@ class JudgeCard:
         budget: the per-field character budget used when rendering training prompts.
         metrics: final validation metrics (F1, precision, ...).
         threshold: decision threshold on P(positive) chosen on validation (0.5 when not tuned).
+        thresholds: per-category thresholds chosen on each category's validation rows; a category
+            not listed uses ``threshold``.
     """
 
     base_model: str
@@ -45,12 +47,17 @@ class JudgeCard:
     budget: dict[str, Any] = field(default_factory=lambda: dataclasses.asdict(FieldBudget()))
     metrics: dict[str, float] = field(default_factory=dict)
     threshold: float = 0.5
+    thresholds: dict[str, float] = field(default_factory=dict)
     judgeforge_version: str = "0.1.0"
 
     @property
     def categories(self) -> list[str]:
         """The categories the judge was trained on."""
         return sorted(self.verdict_words)
+
+    def threshold_for(self, category: str) -> float:
+        """The decision threshold of ``category``: its own where one was chosen, else the global one."""
+        return float(self.thresholds.get(category, self.threshold))
 
     def field_budget(self) -> FieldBudget:
         """The training-time budget as a :class:`FieldBudget`."""

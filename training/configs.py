@@ -65,6 +65,8 @@ class JudgeArguments:
         eval_loss: also compute the loss on the same subset (one more forward pass per evaluation).
         tune_threshold: after training, choose the P(positive) threshold that maximises
             ``threshold_metric`` on the subset and record it in ``judge.json``.
+        threshold_per_category: also choose one threshold per category on its own validation rows
+            (categories differ in base rate and in how sure the judge is); ``judge.json`` keeps both.
         threshold_metric: ``mcc`` (default: on few rows the F1-best threshold tends to call everything
             positive) or ``f1`` (the metric judges are ranked by, for a validation split of a few hundred rows).
 
@@ -130,6 +132,10 @@ class JudgeArguments:
         metadata={
             "help": "Choose the threshold that maximises `threshold_metric` on validation (stored in judge.json)."
         },
+    )
+    threshold_per_category: bool = field(
+        default=False,
+        metadata={"help": "Also choose a threshold per category on its validation rows (stored in judge.json)."},
     )
     threshold_metric: str = field(
         default="mcc",

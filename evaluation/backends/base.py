@@ -123,6 +123,7 @@ class PromptJudge:
         verdict_words: dict[str, list[str]] | None = None,
         budget: FieldBudget | None = None,
         threshold: float | None = None,
+        thresholds: dict[str, float] | None = None,
     ):
         self.spec = spec
         self.name = spec.name
@@ -131,6 +132,7 @@ class PromptJudge:
         self.verdict_words = verdict_words or {}
         self.budget = budget or budget_from_options(spec.options)
         self.threshold = threshold
+        self.thresholds = dict(thresholds or {})  # per category, over `threshold`
         self.seed = int(spec.options.get("seed", 0))
 
     # -- what a backend implements ---------------------------------------------------------------
@@ -180,13 +182,14 @@ class PromptJudge:
         if len(completions) != len(good):
             raise RuntimeError(f"{self.name}: backend returned {len(completions)} answers for {len(good)} prompts")
         by_index = dict(zip(good, completions))
+        threshold = self.thresholds.get(category.name, self.threshold)
         results = []
         for i, example in enumerate(examples):
             ident = str(example.get("id", i))
             if i not in by_index:
                 results.append(JudgeResult(ident, None, "error", error=rendered[i]))
             else:
-                results.append(read_completion(ident, rendered[i], by_index[i], self.threshold))
+                results.append(read_completion(ident, rendered[i], by_index[i], threshold))
         return results
 
 

@@ -222,6 +222,7 @@ class HFJudge(PromptJudge):
             verdict_words=card.verdict_words if card else None,
             budget=card.field_budget() if card and "budget" not in options else None,
             threshold=card.threshold if card else None,
+            thresholds=card.thresholds if card else None,
         )
         self.model, self.tokenizer, self.card = loaded.model, loaded.tokenizer, card
         self.read = str(options.get("read", "auto"))
