@@ -125,3 +125,23 @@ def test_training_launches_one_process_per_visible_gpu(gpus, launched, monkeypat
     if launched:
         assert command[command.index("--num_processes") + 1] == str(gpus)
     assert command[-4:] == ["judgeforge.cli", "train", "--output_dir", "x"]
+
+
+@pytest.mark.slow
+def test_transfer_job_scaled_down_reports_held_out_sources(shared_data, tiny_model_dir, tmp_path):
+    """transfer_cpu on the tiny model: the mixture and GPTFuzz-only judges, and the transfer table of the report."""
+    out = tmp_path / "transfer"
+    job = ROOT / "recipes" / "jobs" / "transfer_cpu.yaml"
+    argv = ["run", str(job), "--out", str(out), "--data-root", str(shared_data), "--models", tiny_model_dir]
+    assert main([*argv, "--limit", "3"]) == 0
+    only = json.loads((out / "judges" / "smollm2-135m-gptfuzz-only" / "judge.json").read_text())
+    assert only["categories"] == ["jailbreak"]
+    records = [json.loads(line) for line in (out / "eval" / "results.jsonl").read_text().splitlines()]
+    assert {r["category"] for r in records if r["judge"] == "tuned:smollm2-135m-gptfuzz-only"} == {"jailbreak"}
+    assert all(r["source"] for r in records)
+    run = json.loads((out / "eval" / "run.json").read_text())
+    skipped = "tuned:smollm2-135m-gptfuzz-only was not tuned on "
+    assert run["finished"]["skipped_reasons"] == {skipped + "harmful_content": 3, skipped + "hallucination": 3}
+    report = (out / "eval" / "report.md").read_text()
+    assert "## Transfer: in-source test rows vs sources held out of training" in report
+    assert "held out: harmbench_val" in report and "held out: begin" in report
