@@ -29,24 +29,29 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from evaluation.judges import BACKENDS, JudgeSpec, short_model_name
 from evaluation.reference import REFERENCE_MODELS
 from recipes.categories import list_categories
 from recipes.judge_card import JUDGE_CARD, JudgeCard
+from recipes.loader import Problems, RecipeError, at_least, non_empty, parse_into, read_yaml
 from recipes.models import ALIASES
+from recipes.paths import resolve_path
 from recipes.prompts import FIRST_LEVEL, load_template
 from recipes.schema import DataError
 from recipes.splits import SPLITS
 
 
+Resolver = Callable[[Any, Any, str], Any]
+
+
 __all__ = [
     "GUARD_KINDS",
+    "Cell",
     "DataConfig",
     "GuardConfig",
     "Job",
@@ -65,36 +70,12 @@ __all__ = [
 
 GUARD_KINDS = ("llama_guard", "shieldgemma")
 BEST = "best"
-_PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _LOCAL_BACKENDS = ("hf", "vllm")
 
 
-class RunRecipeError(DataError):
+class RunRecipeError(RecipeError):
     """Every problem found in a run recipe, reported together."""
-
-    def __init__(self, problems: list[DataError]):
-        ValueError.__init__(self, "\n".join(str(p) for p in problems))
-        first = problems[0]
-        self.file, self.row, self.field, self.expected, self.got = (
-            first.file,
-            first.row,
-            first.field,
-            first.expected,
-            first.got,
-        )
-        self.problems = problems
-
-
-def resolve_path(path: str | Path, recipe_path: str | Path | None = None) -> Path:
-    """``path`` as given if it exists, else next to the recipe, else under the project root."""
-    candidate = Path(path).expanduser()
-    if candidate.is_absolute() or candidate.exists():
-        return candidate
-    for base in ([Path(recipe_path).resolve().parent] if recipe_path else []) + [_PROJECT_ROOT]:
-        if (base / candidate).exists():
-            return base / candidate
-    return candidate
 
 
 @dataclass
@@ -108,17 +89,26 @@ class DataConfig:
     )
 
 
+_TEMPERATURE = {"check": lambda t: t >= 0, "expected": "a number >= 0"}
+
+
 @dataclass
 class JudgeGroupConfig:
     """Prompted judges: every model with every prompt."""
 
     models: list[str] = field(metadata={"help": "model names: aliases, hub ids, local folders, served names"})
     prompts: list[str] = field(default_factory=lambda: ["basic"], metadata={"help": "first-level prompt names"})
-    backend: str = field(default="hf", metadata={"help": f"one of {BACKENDS}"})
-    temperature: float = field(default=0.0, metadata={"help": "0 = greedy; above 0 repeats sample anew"})
-    max_new_tokens: int = field(default=128, metadata={"help": "generation budget"})
-    batch_size: int = field(default=8, metadata={"help": "examples per judge call (one store write each)"})
-    options: dict[str, Any] = field(default_factory=dict, metadata={"help": "backend options"})
+    backend: str = field(default="hf", metadata={"help": "judge backend", "choices": BACKENDS})
+    temperature: float = field(
+        default=0.0, metadata={"help": "0 = greedy; above 0 repeats sample anew", **_TEMPERATURE}
+    )
+    max_new_tokens: int = field(default=128, metadata={"help": "generation budget", **at_least(1)})
+    batch_size: int = field(
+        default=8, metadata={"help": "examples per judge call (one store write each)", **at_least(1)}
+    )
+    options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "backend options", "options_of": "backend"}
+    )
 
 
 @dataclass
@@ -126,18 +116,25 @@ class ReviewerConfig:
     """The second-level reviewer's model and backend."""
 
     model: str = field(metadata={"help": "reviewer model"})
-    backend: str = field(default="hf", metadata={"help": f"one of {BACKENDS}"})
-    temperature: float = field(default=0.0, metadata={"help": "0 = greedy"})
-    max_new_tokens: int = field(default=128, metadata={"help": "generation budget"})
-    batch_size: int = field(default=8, metadata={"help": "examples per call"})
-    options: dict[str, Any] = field(default_factory=dict, metadata={"help": "backend options"})
+    backend: str = field(default="hf", metadata={"help": "judge backend", "choices": BACKENDS})
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy", **_TEMPERATURE})
+    max_new_tokens: int = field(default=128, metadata={"help": "generation budget", **at_least(1)})
+    batch_size: int = field(default=8, metadata={"help": "examples per call", **at_least(1)})
+    options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "backend options", "options_of": "backend"}
+    )
 
 
 @dataclass
 class SecondLevelConfig:
     """A reviewer that re-judges one first-level judge's stored verdicts."""
 
-    judge: str = field(metadata={"help": "name of a first-level judge (model/prompt), or `best`"})
+    judge: str = field(
+        metadata={
+            "help": "name of a first-level judge (model/prompt), or `best`",
+            "expected": "the name of a first-level judge (model/prompt) or `best`",
+        }
+    )
     reviewer: ReviewerConfig = field(metadata={"help": "the reviewing model"})
 
 
@@ -147,7 +144,7 @@ class GuardConfig:
 
     model: str = field(metadata={"help": "hub id or local folder"})
     kind: str = field(metadata={"help": f"one of {GUARD_KINDS}"})
-    batch_size: int = field(default=8, metadata={"help": "examples per call"})
+    batch_size: int = field(default=8, metadata={"help": "examples per call", **at_least(1)})
     options: dict[str, Any] = field(default_factory=dict, metadata={"help": "backend options"})
 
 
@@ -155,14 +152,20 @@ class GuardConfig:
 class RunRecipe:
     """A parsed run recipe (see the module docstring for the YAML)."""
 
-    name: str = field(metadata={"help": "run name, shown in reports"})
+    name: str = field(metadata={"help": "run name, shown in reports", **non_empty()})
     data: DataConfig = field(metadata={"help": "where the examples come from"})
-    split: str = field(default="test", metadata={"help": f"evaluated split, one of {SPLITS}"})
+    split: str = field(default="test", metadata={"help": "evaluated split", "choices": SPLITS})
     categories: list[str] | None = field(default=None, metadata={"help": "categories (default: all in the data)"})
-    limit: int | None = field(default=None, metadata={"help": "examples per category (stratified subsample)"})
-    repeats: int = field(default=5, metadata={"help": "repeats of every judge (seed + r)"})
-    seed: int = field(default=0, metadata={"help": "base seed of repeats, exemplars, subsamples, bootstrap"})
-    few_shot: int = field(default=4, metadata={"help": "exemplars shown by the few_shot prompt (train split)"})
+    limit: int | None = field(
+        default=None, metadata={"help": "examples per category (stratified subsample)", **at_least(1)}
+    )
+    repeats: int = field(default=5, metadata={"help": "repeats of every judge (seed + r)", **at_least(1)})
+    seed: int = field(
+        default=0, metadata={"help": "base seed of repeats, exemplars, subsamples, bootstrap", **at_least(0)}
+    )
+    few_shot: int = field(
+        default=4, metadata={"help": "exemplars shown by the few_shot prompt (train split)", **at_least(0)}
+    )
     judges: list[JudgeGroupConfig] = field(default_factory=list, metadata={"help": "prompted judge groups"})
     second_level: list[SecondLevelConfig] = field(default_factory=list, metadata={"help": "second-level reviews"})
     tuned: list[str] = field(default_factory=list, metadata={"help": "tuned-judge folders (judge.json)"})
@@ -171,8 +174,8 @@ class RunRecipe:
         default_factory=lambda: list(REFERENCE_MODELS), metadata={"help": "reference judges (the honest floors)"}
     )
     categories_dirs: list[str] = field(default_factory=list, metadata={"help": "extra category folders"})
-    n_boot: int = field(default=1000, metadata={"help": "bootstrap resamples for confidence intervals"})
-    path: str = field(default="<memory>", metadata={"help": "file the recipe came from (not a YAML key)"})
+    n_boot: int = field(default=1000, metadata={"help": "bootstrap resamples for confidence intervals", **at_least(0)})
+    path: str = field(default="<memory>", metadata={"help": "file the recipe came from", "yaml": False})
 
 
 @dataclass(frozen=True)
@@ -204,8 +207,8 @@ class JudgeEntry:
 
 
 @dataclass(frozen=True)
-class Job:
-    """One unit of the plan: a judge on one category for one repeat."""
+class Cell:
+    """One cell of the plan: a judge on one category for one repeat."""
 
     judge: str
     kind: str
@@ -216,236 +219,51 @@ class Job:
     repeat: int
 
 
+Job = Cell  # deprecated name of :class:`Cell` ("job" now means a job recipe)
+
+
 # ----------------------------------------------------------------------------------------------
 # Parsing
 # ----------------------------------------------------------------------------------------------
 
 
-class _Problems:
+class _Problems(Problems):
+    """The problems of one run recipe (raised as :class:`RunRecipeError`)."""
+
     def __init__(self, file: str):
-        self.file = file
-        self.items: list[DataError] = []
-
-    def add(self, where: str, expected: str, got: Any) -> None:
-        self.items.append(DataError(self.file, None, where, expected, got))
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            raise RunRecipeError(self.items)
+        super().__init__(file, error=RunRecipeError, hint="`judgeforge recipe keys run`")
 
 
-def _known_keys(cls: type) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)} - {"path"}
+def parse_run_recipe(data: Any, path: str = "<memory>", *, options: Resolver | None = None) -> RunRecipe:
+    """Turn loaded YAML into a :class:`RunRecipe`, reporting every unknown key and malformed value together.
 
-
-def _mapping(value: Any, cls: type, where: str, problems: _Problems) -> dict[str, Any] | None:
-    if not isinstance(value, dict):
-        problems.add(where, f"a mapping with keys {sorted(_known_keys(cls))}", value)
-        return None
-    unknown = sorted(set(value) - _known_keys(cls))
-    for key in unknown:
-        problems.add(f"{where}.{key}" if where else key, f"one of {sorted(_known_keys(cls))}", key)
-    return {k: v for k, v in value.items() if k not in unknown}
-
-
-def _str_list(value: Any, where: str, problems: _Problems) -> list[str]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        problems.add(where, "a list of names", value)
-        return []
-    return list(value)
-
-
-def _int(value: Any, where: str, problems: _Problems, minimum: int, allow_none: bool = False) -> Any:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        problems.add(where, f"an integer >= {minimum}" + (" or null" if allow_none else ""), value)
-        return minimum
-    return value
-
-
-def _build(cls: type, data: dict[str, Any], where: str, problems: _Problems) -> Any:
-    try:
-        return cls(**data)
-    except TypeError as error:  # a missing required key
-        problems.add(where, f"the keys {sorted(_known_keys(cls))}", str(error).split(": ")[-1])
-        return None
-
-
-def _common(data: dict[str, Any], where: str, problems: _Problems) -> None:
-    if "temperature" in data and (
-        isinstance(data["temperature"], bool)
-        or not isinstance(data["temperature"], int | float)
-        or data["temperature"] < 0
-    ):
-        problems.add(f"{where}.temperature", "a number >= 0", data["temperature"])
-    for key in ("max_new_tokens", "batch_size"):
-        if key in data:
-            data[key] = _int(data[key], f"{where}.{key}", problems, 1)
-    if "options" in data and not isinstance(data["options"], dict):
-        problems.add(f"{where}.options", "a mapping", data["options"])
-        data["options"] = {}
-    if "backend" in data and data["backend"] not in BACKENDS:
-        problems.add(f"{where}.backend", f"one of {BACKENDS}", data["backend"])
-
-
-def parse_run_recipe(data: Any, path: str = "<memory>") -> RunRecipe:
-    """Turn loaded YAML into a :class:`RunRecipe`, rejecting unknown keys and malformed values."""
+    Args:
+        data: the output of ``yaml.safe_load``.
+        path: the file it came from (named in every problem).
+        options: parses a judge's or reviewer's ``options`` for its backend,
+            ``options(backend, options, key_path)``; without it they stay a mapping.
+    """
     problems = _Problems(path)
-    top = _mapping(data, RunRecipe, "<root>" if not isinstance(data, dict) else "", problems)
-    if top is None:
-        problems.raise_if_any()
-        top = {}
-    fields: dict[str, Any] = {"path": path}
-    if not isinstance(top.get("name"), str) or not top.get("name", "").strip():
-        problems.add("name", "a non-empty string", top.get("name"))
-    fields["name"] = str(top.get("name") or "")
-    data_cfg = _mapping(top.get("data"), DataConfig, "data", problems) if "data" in top else None
-    if "data" not in top:
-        problems.add("data", "one of {recipe: FILE}, {dir: FOLDER}, {files: {SPLIT: FILE}}", None)
-    if data_cfg is not None:
-        given = [k for k in ("recipe", "dir", "files") if data_cfg.get(k)]
-        if len(given) != 1:
-            problems.add("data", "exactly one of recipe, dir, files", data_cfg)
-        if data_cfg.get("files") is not None and not (
-            isinstance(data_cfg["files"], dict) and all(isinstance(v, str) for v in data_cfg["files"].values())
-        ):
-            problems.add("data.files", "a mapping {split: JSON Lines file}", data_cfg["files"])
-        fields["data"] = DataConfig(**data_cfg)
-    for key in ("split", "categories", "limit", "repeats", "seed", "few_shot", "n_boot"):
-        if key in top:
-            fields[key] = top[key]
-    if fields.get("split", "test") not in SPLITS:
-        problems.add("split", f"one of {SPLITS}", fields["split"])
-    if "categories" in fields and fields["categories"] is not None:
-        fields["categories"] = _str_list(fields["categories"], "categories", problems)
-    fields["limit"] = _int(fields.get("limit"), "limit", problems, 1, allow_none=True)
-    fields["repeats"] = _int(fields.get("repeats", 5), "repeats", problems, 1)
-    fields["seed"] = _int(fields.get("seed", 0), "seed", problems, 0)
-    fields["few_shot"] = _int(fields.get("few_shot", 4), "few_shot", problems, 0)
-    fields["n_boot"] = _int(fields.get("n_boot", 1000), "n_boot", problems, 0)
-    fields["judges"] = []
-    for i, item in enumerate(_as_list(top.get("judges"))):
-        where = f"judges[{i}]"
-        group = _mapping(item, JudgeGroupConfig, where, problems)
-        if group is None:
-            continue
-        group["models"] = _str_list(group.get("models"), f"{where}.models", problems)
-        if "prompts" in group:
-            group["prompts"] = _str_list(group["prompts"], f"{where}.prompts", problems)
-        _common(group, where, problems)
-        fields["judges"].append(_build(JudgeGroupConfig, group, where, problems))
-    fields["second_level"] = []
-    for i, item in enumerate(_as_list(top.get("second_level"))):
-        where = f"second_level[{i}]"
-        review = _mapping(item, SecondLevelConfig, where, problems)
-        if review is None:
-            continue
-        if not isinstance(review.get("judge"), str):
-            problems.add(
-                f"{where}.judge", "the name of a first-level judge (model/prompt) or `best`", review.get("judge")
-            )
-        reviewer = _mapping(review.get("reviewer"), ReviewerConfig, f"{where}.reviewer", problems)
-        if reviewer is not None:
-            _common(reviewer, f"{where}.reviewer", problems)
-            review["reviewer"] = _build(ReviewerConfig, reviewer, f"{where}.reviewer", problems)
-        fields["second_level"].append(_build(SecondLevelConfig, review, where, problems))
-    fields["tuned"] = _str_list(top.get("tuned") or [], "tuned", problems)
-    fields["guards"] = []
-    for i, item in enumerate(_as_list(top.get("guards"))):
-        guard = _mapping(item, GuardConfig, f"guards[{i}]", problems)
-        if guard is not None:
-            _common(guard, f"guards[{i}]", problems)
-            fields["guards"].append(_build(GuardConfig, guard, f"guards[{i}]", problems))
-    if "reference" in top:
-        fields["reference"] = _str_list(top["reference"] or [], "reference", problems) if top["reference"] else []
-    fields["categories_dirs"] = _str_list(top.get("categories_dirs") or [], "categories_dirs", problems)
+    if isinstance(data, dict):
+        source = data.get("data")
+        if isinstance(source, dict):
+            given = [k for k in ("recipe", "dir", "files") if source.get(k)]
+            if len(given) != 1:
+                problems.add("data", "exactly one of recipe, dir, files", source)
+    recipe = parse_into(RunRecipe, data, problems, "", {"options_of": options} if options else None)
     problems.raise_if_any()
-    return RunRecipe(**fields)
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
+    return dataclasses.replace(recipe, path=path)
 
 
 def load_run_recipe(path: str | Path) -> RunRecipe:
     """Read and parse a run recipe file (``yaml.safe_load`` only)."""
     file = resolve_path(path)
-    if not file.is_file():
-        raise DataError(str(path), None, "recipe", "an existing run recipe YAML file", str(path))
-    with open(file, encoding="utf-8") as handle:
-        return parse_run_recipe(yaml.safe_load(handle), str(file))
+    return parse_run_recipe(read_yaml(file, "run recipe"), str(file))
 
 
 # ----------------------------------------------------------------------------------------------
-# Scaling down and expanding
+# Expanding (scale-down lives in evaluation/scale.py)
 # ----------------------------------------------------------------------------------------------
-
-
-def scale_down(
-    recipe: RunRecipe,
-    *,
-    limit: int | None = None,
-    models: list[str] | None = None,
-    max_new_tokens: int | None = None,
-) -> RunRecipe:
-    """Apply ``--limit``, ``--models`` and ``--max-new-tokens``.
-
-    ``models`` turns the recipe into a local run: every prompted judge group judges with these
-    models on the ``hf`` backend (its prompts and settings kept, backend options dropped since they
-    belonged to the old backend), each reviewer becomes the first of them (and a review of a named
-    judge is re-pointed at the same prompt of that model), and guard models are dropped (they are
-    fixed models, not judge models one can swap). Tuned and reference judges stay.
-
-    ``max_new_tokens`` caps the generation budget of every judge group and reviewer: a recipe
-    written for large models lets ``cot`` reason for hundreds of tokens, which a small stand-in
-    model on a CPU spends mostly on rambling.
-    """
-    changes: dict[str, Any] = {}
-    if limit is not None:
-        changes["limit"] = limit
-    if models:
-        prompts: list[str] = []
-        for group in recipe.judges:
-            prompts += [p for p in group.prompts if p not in prompts]
-        base = recipe.judges[0] if recipe.judges else JudgeGroupConfig(models=list(models))
-        changes["judges"] = [
-            JudgeGroupConfig(
-                models=list(models),
-                prompts=prompts or ["basic"],
-                backend="hf",
-                temperature=base.temperature,
-                max_new_tokens=base.max_new_tokens,
-                batch_size=base.batch_size,
-            )
-        ]
-        reviews = []
-        for review in recipe.second_level:
-            judge = review.judge
-            if judge != BEST:
-                judge = f"{short_model_name(models[0])}/{judge.rsplit('/', 1)[-1]}"
-            reviewer = dataclasses.replace(review.reviewer, model=models[0], backend="hf", options={})
-            reviews.append(SecondLevelConfig(judge=judge, reviewer=reviewer))
-        changes["second_level"] = reviews
-        changes["guards"] = []
-    if max_new_tokens is not None:
-        if max_new_tokens < 1:
-            raise DataError("<command line>", None, "--max-new-tokens", "a positive integer", max_new_tokens)
-        judges = changes.get("judges", recipe.judges)
-        changes["judges"] = [
-            dataclasses.replace(g, max_new_tokens=min(g.max_new_tokens, max_new_tokens)) for g in judges
-        ]
-        reviews = changes.get("second_level", recipe.second_level)
-        capped = [min(r.reviewer.max_new_tokens, max_new_tokens) for r in reviews]
-        changes["second_level"] = [
-            dataclasses.replace(r, reviewer=dataclasses.replace(r.reviewer, max_new_tokens=n))
-            for r, n in zip(reviews, capped)
-        ]
-    return dataclasses.replace(recipe, **changes) if changes else recipe
 
 
 def _tuned_name(folder: str) -> str:
@@ -602,18 +420,21 @@ def _data_categories(recipe: RunRecipe) -> list[str]:
     return []
 
 
-def plan(recipe: RunRecipe, categories: list[str] | None = None) -> list[Job]:
-    """Every job of the run (judge x category x repeat), checking the recipe first.
+def plan(
+    recipe: RunRecipe, categories: list[str] | None = None, data_categories: list[str] | None = None
+) -> list[Cell]:
+    """Every cell of the run (judge x category x repeat), checking the recipe first (once).
 
     Args:
         recipe: the run recipe.
         categories: the categories to plan for (default: the recipe's, else those its data recipe or
             data card names; ``["*"]`` for data files, whose categories are known only once read).
+        data_categories: categories present in the data, when already known (checked against the recipe's).
     """
-    check_recipe(recipe)
+    check_recipe(recipe, data_categories)
     cats = categories or recipe.categories or _data_categories(recipe) or ["*"]
     return [
-        Job(e.name, e.kind, e.spec.model, e.spec.prompt, e.spec.backend, category, repeat)
+        Cell(e.name, e.kind, e.spec.model, e.spec.prompt, e.spec.backend, category, repeat)
         for e in expand_judges(recipe)
         for category in cats
         for repeat in range(recipe.repeats)

@@ -50,8 +50,8 @@ from evaluation.run_recipe import (
     plan,
     resolve_path,
     reviewer_name,
-    scale_down,
 )
+from evaluation.scale import ScaleDown
 from evaluation.store import ResultStore, record_key
 from recipes.categories import Category, load_category
 from recipes.schema import DataError, validate_example
@@ -71,7 +71,6 @@ __all__ = [
     "reviewer_name",
     "run_eval",
     "run_eval_file",
-    "scale_down",
 ]
 
 logger = logging.getLogger(__name__)
@@ -170,11 +169,20 @@ def _load_splits(recipe: RunRecipe, data_root: str | Path | None) -> tuple[list[
     return built.splits[recipe.split], built.splits["train"], info, built.card.budget
 
 
+def _check_present(recipe: RunRecipe, present: list[str]) -> None:
+    """The recipe's categories against those the loaded data holds (the rest was checked before loading)."""
+    missing = [(i, name) for i, name in enumerate(recipe.categories or []) if name not in present]
+    expected = f"a category present in the data ({', '.join(present)})"
+    problems = [DataError(recipe.path, None, f"categories[{i}]", expected, name) for i, name in missing]
+    if problems:
+        raise RunRecipeError(problems)
+
+
 def load_run_data(recipe: RunRecipe, *, data_root: str | Path | None = None) -> RunData:
     """Load the evaluated split per category (``limit`` applied, stratified) and the train split."""
     evaluated, train, info, budget = _load_splits(recipe, data_root)
     present = sorted({e["category"] for e in evaluated})
-    check_recipe(recipe, present)
+    _check_present(recipe, present)
     categories = recipe.categories or present
     if not categories:
         raise DataError(str(info), None, recipe.split, "examples in the evaluated split", 0)
@@ -442,24 +450,18 @@ def run_eval(
     out_dir: str | Path,
     *,
     data_root: str | Path | None = None,
-    limit: int | None = None,
-    models: list[str] | None = None,
-    max_new_tokens: int | None = None,
 ) -> RunSummary:
     """Run ``recipe`` into ``out_dir`` (resuming what a previous run there left undone).
 
     Args:
-        recipe: the parsed run recipe.
+        recipe: the parsed run recipe, ready to run (scale-down, if any, already applied:
+            :class:`evaluation.scale.ScaleDown`).
         out_dir: the run folder (``results.jsonl``, ``run.json``).
         data_root: folder that relative source paths of a data recipe are read from.
-        limit: override of the recipe's per-category limit.
-        models: replace the recipe's judge models (see :func:`evaluation.run_recipe.scale_down`).
-        max_new_tokens: cap of every judge's and reviewer's generation budget.
 
     Returns:
         The :class:`RunSummary` (its :meth:`RunSummary.line` is what the CLI prints).
     """
-    recipe = scale_down(recipe, limit=limit, models=models, max_new_tokens=max_new_tokens)
     check_recipe(recipe)
     data = load_run_data(recipe, data_root=data_root)
     entries = expand_judges(recipe)
@@ -557,11 +559,13 @@ def run_eval_file(
     out_dir: str | Path,
     *,
     data_root: str | Path | None = None,
-    limit: int | None = None,
-    models: list[str] | None = None,
-    max_new_tokens: int | None = None,
+    scale: ScaleDown | None = None,
 ) -> str:
-    """Load a run recipe file and run it (what ``judgeforge eval`` calls); returns the summary line."""
-    recipe = load_run_recipe(recipe_path)
-    summary = run_eval(recipe, out_dir, data_root=data_root, limit=limit, models=models, max_new_tokens=max_new_tokens)
+    """Load a run recipe file, scale it down once, and run it (what ``judgeforge eval`` calls).
+
+    Returns:
+        The summary line and the next command.
+    """
+    recipe = (scale or ScaleDown()).apply(load_run_recipe(recipe_path))
+    summary = run_eval(recipe, out_dir, data_root=data_root)
     return summary.line() + f"\nnext: judgeforge report {out_dir}"

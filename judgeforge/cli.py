@@ -72,18 +72,17 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scale(args: argparse.Namespace):
+    """The scale-down flags as one value, built once here at the edge."""
+    from evaluation.scale import ScaleDown
+
+    return ScaleDown(limit=args.limit, models=tuple(args.models or ()), max_new_tokens=args.max_new_tokens)
+
+
 def _eval(args: argparse.Namespace) -> int:
     from evaluation.runs import run_eval_file
 
-    summary = run_eval_file(
-        args.recipe,
-        args.out,
-        data_root=args.data_root,
-        limit=args.limit,
-        models=args.models,
-        max_new_tokens=args.max_new_tokens,
-    )
-    print(summary)
+    print(run_eval_file(args.recipe, args.out, data_root=args.data_root, scale=_scale(args)))
     return 0
 
 
@@ -119,14 +118,16 @@ def _run(args: argparse.Namespace) -> int:
     from judgeforge.pipeline import run_pipeline
 
     return run_pipeline(
-        args.recipe,
-        out_dir=args.out,
-        data_root=args.data_root,
-        dry_run=args.dry_run,
-        models=args.models,
-        limit=args.limit,
-        max_new_tokens=args.max_new_tokens,
+        args.recipe, out_dir=args.out, data_root=args.data_root, dry_run=args.dry_run, scale=_scale(args)
     )
+
+
+def _recipe_keys(args: argparse.Namespace) -> int:
+    from judgeforge.recipe_keys import RECIPE_KINDS, describe
+
+    print(f"{args.kind} recipe keys ({RECIPE_KINDS[args.kind]().__name__}):")
+    print(describe(RECIPE_KINDS[args.kind]()))
+    return 0
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -196,6 +197,13 @@ def make_parser() -> argparse.ArgumentParser:
     report.add_argument("dir")
     report.add_argument("--wandb-project", help="also log the report to this W&B project")
     report.set_defaults(handler=_report)
+
+    recipe = commands.add_parser("recipe", help="describe recipe files").add_subparsers(
+        dest="recipe_command", required=True
+    )
+    keys = recipe.add_parser("keys", help="every key a recipe kind accepts, with its type, default and help")
+    keys.add_argument("kind", choices=["run", "data", "job", "source"])
+    keys.set_defaults(handler=_recipe_keys)
 
     run = commands.add_parser("run", help="the main job: build data, tune, evaluate, report")
     run.add_argument("recipe", nargs="?", help="run recipe (default: the CPU quickstart)")

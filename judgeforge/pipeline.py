@@ -29,28 +29,34 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from recipes.loader import Problems, non_empty, parse_into, read_yaml
+from recipes.paths import PROJECT_ROOT, resolve_path
 from recipes.schema import DataError
+
+
+if TYPE_CHECKING:
+    from evaluation.scale import ScaleDown
 
 
 __all__ = ["DEFAULT_JOB", "JobRecipe", "TrainStage", "load_job_recipe", "run_pipeline"]
 
 logger = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_JOB = PROJECT_ROOT / "recipes" / "jobs" / "quickstart.yaml"
 STAGES_FILE = "stages.json"
+_CONFIG_KEYS = ("config", "cpu_config", "accelerate_config")
 
 
 @dataclass
 class TrainStage:
     """One tuned judge of the job."""
 
-    name: str = field(metadata={"help": "folder name under <out>/judges/"})
-    config: str = field(metadata={"help": "training config YAML (judgeforge train)"})
+    name: str = field(metadata={"help": "folder name under <out>/judges/", **non_empty()})
+    config: str = field(metadata={"help": "training config YAML (judgeforge train)", **non_empty()})
     cpu_config: str | None = field(default=None, metadata={"help": "config used on a machine without CUDA"})
     accelerate_config: str | None = field(
         default=None,
@@ -63,79 +69,52 @@ class TrainStage:
 class JobRecipe:
     """A parsed job recipe (see the module docstring)."""
 
-    name: str = field(metadata={"help": "job name; the default run folder is runs/<name>"})
-    data: str = field(metadata={"help": "data recipe YAML"})
-    eval: str = field(metadata={"help": "run recipe YAML"})
+    name: str = field(metadata={"help": "job name; the default run folder is runs/<name>", **non_empty()})
+    data: str = field(metadata={"help": "data recipe YAML", **non_empty()})
+    eval: str = field(metadata={"help": "run recipe YAML", **non_empty()})
     train: list[TrainStage] = field(default_factory=list, metadata={"help": "tuned judges to train"})
     description: str = field(default="", metadata={"help": "one line for humans"})
-    path: str = field(default="<memory>", metadata={"help": "the file it came from (not a YAML key)"})
-
-
-def _resolve(path: str, base: Path) -> Path:
-    candidate = Path(path).expanduser()
-    if candidate.is_absolute() or candidate.exists():
-        return candidate
-    for root in (base, PROJECT_ROOT):
-        if (root / candidate).exists():
-            return root / candidate
-    return candidate
+    path: str = field(default="<memory>", metadata={"help": "the file it came from", "yaml": False})
 
 
 def load_job_recipe(path: str | Path) -> JobRecipe:
-    """Read a job recipe, rejecting unknown keys and checking that the stage recipes exist."""
-    file = _resolve(str(path), Path.cwd())
-    if not file.is_file():
-        raise DataError(str(path), None, "recipe", "an existing job recipe YAML file", str(path))
-    with open(file, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
+    """Read a job recipe, reporting every unknown key, bad value and missing stage file together.
+
+    Paths in it are resolved (:func:`recipes.paths.resolve_path`) next to the job recipe.
+
+    Raises:
+        recipes.loader.RecipeError: each problem as ``<file>: field '<key path>': expected ...``.
+    """
+    file = resolve_path(path)
     where = str(file)
-    if not isinstance(data, dict):
-        raise DataError(where, None, "<root>", "a mapping with name, data, train, eval", type(data).__name__)
-    known = {f.name for f in dataclasses.fields(JobRecipe)} - {"path"}
-    for key in data:
-        if key not in known:
-            raise DataError(where, None, key, f"one of {sorted(known)}", key)
-    for key in ("name", "data", "eval"):
-        if not isinstance(data.get(key), str) or not data[key].strip():
-            raise DataError(where, None, key, "a non-empty string", data.get(key))
-    stages = []
-    stage_keys = {f.name for f in dataclasses.fields(TrainStage)}
-    for i, item in enumerate(data.get("train") or []):
-        if not isinstance(item, dict) or not {"name", "config"} <= set(item) or set(item) - stage_keys:
-            raise DataError(
-                where, None, f"train[{i}]", f"a mapping with name, config (keys {sorted(stage_keys)})", item
-            )
-        if not isinstance(item.get("args", {}), dict):
-            raise DataError(where, None, f"train[{i}].args", "a mapping of flag -> value", item["args"])
-        stages.append(TrainStage(**item))
-    names = [s.name for s in stages]
+    problems = Problems(where, hint="`judgeforge recipe keys job`")
+    job = parse_into(JobRecipe, read_yaml(file, "job recipe"), problems)
+    problems.raise_if_any()
+    names = [s.name for s in job.train]
     if len(set(names)) != len(names):
-        raise DataError(where, None, "train", "unique tuned-judge names", names)
-    base = file.parent
-    recipe = JobRecipe(
-        name=data["name"],
-        data=str(_resolve(data["data"], base)),
-        eval=str(_resolve(data["eval"], base)),
+        problems.add("train", "unique tuned-judge names", names)
+
+    def near(value: str | None, key: str, what: str) -> str | None:
+        if not value:
+            return value
+        resolved = resolve_path(value, file)
+        if not resolved.is_file():
+            problems.add(key, what, str(resolved))
+        return str(resolved)
+
+    recipe = dataclasses.replace(
+        job,
+        data=near(job.data, "data", "an existing recipe file"),
+        eval=near(job.eval, "eval", "an existing recipe file"),
         train=[
             dataclasses.replace(
-                s,
-                config=str(_resolve(s.config, base)),
-                cpu_config=str(_resolve(s.cpu_config, base)) if s.cpu_config else None,
-                accelerate_config=str(_resolve(s.accelerate_config, base)) if s.accelerate_config else None,
+                s, **{k: near(getattr(s, k), f"train[{i}].{k}", "an existing training config") for k in _CONFIG_KEYS}
             )
-            for s in stages
+            for i, s in enumerate(job.train)
         ],
-        description=str(data.get("description", "")),
         path=where,
     )
-    for key, value in (("data", recipe.data), ("eval", recipe.eval)):
-        if not Path(value).is_file():
-            raise DataError(where, None, key, "an existing recipe file", value)
-    for i, stage in enumerate(recipe.train):
-        for key in ("config", "cpu_config", "accelerate_config"):
-            value = getattr(stage, key)
-            if value and not Path(value).is_file():
-                raise DataError(where, None, f"train[{i}].{key}", "an existing training config", value)
+    problems.raise_if_any()
     return recipe
 
 
@@ -190,14 +169,12 @@ def _train_config(stage: TrainStage) -> str:
     return stage.cpu_config if stage.cpu_config and not _gpus() else stage.config
 
 
-def _train_argv(
-    stage: TrainStage, data_dir: Path, out: Path, models: list[str] | None, train_rows: int | None
-) -> list[str]:
+def _train_argv(stage: TrainStage, data_dir: Path, out: Path, model: str | None, train_rows: int | None) -> list[str]:
     argv = [_train_config(stage), "--data_dir", str(data_dir), "--output_dir", str(out)]
     for key, value in stage.args.items():
         argv += [f"--{key}", str(value)]
-    if models:
-        argv += ["--model_name_or_path", models[0], *_fit_lora_layers(argv[0], models[0])]
+    if model:
+        argv += ["--model_name_or_path", model, *_fit_lora_layers(argv[0], model)]
     if train_rows:
         argv += ["--train_rows", str(train_rows)]
     return argv
@@ -266,24 +243,17 @@ def _training_keys(config: str) -> dict[str, Any]:
     return values
 
 
-def _describe_training(config: str, models: list[str] | None) -> str:
+def _describe_training(config: str, model: str | None) -> str:
     values = _training_keys(config)
-    model = models[0] if models else values.get("model_name_or_path")
+    model = model or values.get("model_name_or_path")
     mode = "LoRA" if values.get("use_peft", True) else "full"
     if values.get("load_in_4bit"):
         mode = "QLoRA"
     return f"model={model} mode={mode} config={config}"
 
 
-def _dry_run(
-    job: JobRecipe,
-    out: Path,
-    data_root: str | None,
-    models: list[str] | None,
-    limit: int | None,
-    max_new_tokens: int | None,
-) -> int:
-    from evaluation.run_recipe import check_recipe, load_run_recipe, plan, scale_down
+def _dry_run(job: JobRecipe, out: Path, data_root: str | None, scale: ScaleDown) -> int:
+    from evaluation.run_recipe import load_run_recipe, plan
     from recipes.builders import build_datasets, load_data_recipe
     from training.sft import make_parser
 
@@ -298,20 +268,20 @@ def _dry_run(
     for stage in job.train:
         judge_dir = out / "judges" / stage.name
         launch = f" launched with {stage.accelerate_config}" if stage.accelerate_config else ""
-        print(f"  {stage.name} -> {judge_dir}\n    GPU: {_describe_training(stage.config, models)}{launch}")
+        print(f"  {stage.name} -> {judge_dir}\n    GPU: {_describe_training(stage.config, scale.model)}{launch}")
         used = _train_config(stage)
         if used != stage.config:
-            print(f"    here (no CUDA): {_describe_training(used, models)}")
+            print(f"    here (no CUDA): {_describe_training(used, scale.model)}")
         # The config that would run on this machine is parsed for real, as `judgeforge train` would.
-        make_parser().parse_args_and_config(["--config", *_train_argv(stage, out / "data", judge_dir, models, None)])
-        tuned.append((stage.name, models[0] if models else _training_keys(stage.config).get("model_name_or_path")))
-    recipe = scale_down(load_run_recipe(job.eval), limit=limit, models=models, max_new_tokens=max_new_tokens)
-    check_recipe(recipe, data_categories=categories)
-    jobs = plan(recipe, categories=recipe.categories or categories)
-    print(f"\n[eval] {job.eval}: {len(jobs)} jobs (judge x category x repeat), repeats={recipe.repeats}")
+        argv = _train_argv(stage, out / "data", judge_dir, scale.model, None)
+        make_parser().parse_args_and_config(["--config", *argv])
+        tuned.append((stage.name, scale.model or _training_keys(stage.config).get("model_name_or_path")))
+    recipe = scale.apply(load_run_recipe(job.eval))
+    cells = plan(recipe, categories=recipe.categories or categories, data_categories=categories)
+    print(f"\n[eval] {job.eval}: {len(cells)} cells (judge x category x repeat), repeats={recipe.repeats}")
     print("  judge | kind | model | prompt | categories")
     seen: dict[tuple, list[str]] = {}
-    for item in jobs:
+    for item in cells:
         key = (item.judge, item.kind, item.model, item.prompt)
         if item.category not in seen.setdefault(key, []):
             seen[key].append(item.category)
@@ -335,9 +305,7 @@ def run_pipeline(
     out_dir: str | None = None,
     data_root: str | None = None,
     dry_run: bool = False,
-    models: list[str] | None = None,
-    limit: int | None = None,
-    max_new_tokens: int | None = None,
+    scale: ScaleDown | None = None,
 ) -> int:
     """Run (or, with ``dry_run``, plan and check) a job recipe; returns the process exit code.
 
@@ -346,15 +314,16 @@ def run_pipeline(
         out_dir: run folder (default: ``runs/<job name>``).
         data_root: folder of the shared real data, for recipes that read it.
         dry_run: print every stage's plan and check every name it uses, run nothing.
-        models: scale down: replace every judge and tuned base model with these.
-        limit: scale down: at most this many evaluation examples per category (and that many training
-            rows per category).
-        max_new_tokens: scale down: cap every judge's and reviewer's generation budget.
+        scale: the command line's scale-down (``--models`` also replaces every tuned base model,
+            ``--limit`` also caps training rows at that many per category), applied here once.
     """
+    from evaluation.scale import ScaleDown
+
+    scale = scale or ScaleDown()
     job = load_job_recipe(recipe or DEFAULT_JOB)
     out = Path(out_dir or Path("runs") / job.name)
     if dry_run:
-        return _dry_run(job, out, data_root, models, limit, max_new_tokens)
+        return _dry_run(job, out, data_root, scale)
     from evaluation.report import write_report
     from evaluation.run_recipe import DataConfig, load_run_recipe
     from evaluation.runs import run_eval
@@ -381,7 +350,7 @@ def run_pipeline(
     for stage in job.train:
         step += 1
         judge_dir = out / "judges" / stage.name
-        argv = _train_argv(stage, data_dir, judge_dir, models, limit * n_categories if limit else None)
+        argv = _train_argv(stage, data_dir, judge_dir, scale.model, scale.train_rows(n_categories))
         key = _fingerprint(Path(argv[0]), argv[1:], data_key)
         _banner(step, total, f"train {stage.name}: {argv[0]}")
         if stages.finished(f"train:{stage.name}", key) and (judge_dir / "judge.json").is_file():
@@ -395,9 +364,7 @@ def run_pipeline(
     _banner(step, total, f"evaluate: {job.eval}")
     run = load_run_recipe(job.eval)
     run = dataclasses.replace(run, data=DataConfig(dir=str(data_dir)), tuned=[*run.tuned, *tuned_dirs])
-    summary = run_eval(
-        run, out / "eval", data_root=data_root, limit=limit, models=models, max_new_tokens=max_new_tokens
-    )
+    summary = run_eval(scale.apply(run), out / "eval", data_root=data_root)
     print(summary.line())
 
     step += 1

@@ -19,13 +19,13 @@ budget, an optional per-category limit and the few-shot exemplar count::
 Mixtures and source-held-out splits (see :mod:`recipes.mixtures`, :mod:`recipes.splits`)::
 
     categories:
-      - name: jailbreak
-        sources: [gptfuzz, jailbreakbench, harmbench_val]
-        caps: {gptfuzz: 300}         # rows at most per source (stratified; groups stay whole in splits)
-        test_sources: [harmbench_val]   # only in test: training and validation never see it
-    cap_per_source: 400              # the cap of every source without its own
-    cap_by: rows                     # rows (spread over groups) or groups (whole groups)
-    test_sources: [begin]            # held out in every category that reads it
+      - {name: jailbreak, sources: [gptfuzz, jailbreakbench, harmbench_val]}
+      - {name: hallucination, sources: [halueval, truthfulqa, begin]}
+    caps: {jailbreak: {gptfuzz: 300}}   # rows at most per source (stratified; groups stay whole in splits)
+    cap_per_source: 400                 # the cap of every source without its own
+    cap_by: rows                        # rows (spread over groups) or groups (whole groups)
+    test_sources: [harmbench_val]       # test only, in every category that reads it; or per category:
+    # test_sources: {jailbreak: [harmbench_val], hallucination: [begin]}
 """
 
 from __future__ import annotations
@@ -37,9 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from recipes.categories import Category, load_category
+from recipes.loader import at_least, load, non_empty, read_yaml
 from recipes.mixtures import CAP_MODES, MixturePlan
 from recipes.prompts import FieldBudget
 from recipes.schema import DataError
@@ -49,21 +48,8 @@ from recipes.splits import SPLITS, SplitFractions
 
 __all__ = ["CategorySelection", "DataRecipe", "load_data_recipe", "resolve_sources", "resolved_dict"]
 
-_RECIPE_KEYS = (
-    "name",
-    "description",
-    "categories",
-    "splits",
-    "seed",
-    "prompt_template",
-    "budget",
-    "limit_per_category",
-    "few_shot",
-    "cap_per_source",
-    "cap_by",
-    "test_sources",
-)
-_SELECTION_KEYS = ("name", "sources", "caps", "test_sources")
+_ALL = "*"  # test_sources given as a list: held out in every category that reads them
+_BUDGET_KEYS = ", ".join(f.name for f in dataclasses.fields(FieldBudget))
 
 
 @dataclass
@@ -75,8 +61,6 @@ class CategorySelection:
         default_factory=list,
         metadata={"help": "source names from the category file and/or inline source mappings; empty: its first"},
     )
-    caps: dict[str, int] = field(default_factory=dict, metadata={"help": "source -> rows at most"})
-    test_sources: list[str] = field(default_factory=list, metadata={"help": "sources held out to test only"})
 
 
 @dataclass
@@ -88,19 +72,49 @@ class DataRecipe:
     the file it was read from (not a YAML key).
     """
 
-    name: str = field(metadata={"help": "recipe name, shown in the data card"})
-    categories: list[CategorySelection] = field(metadata={"help": "categories and their sources"})
-    splits: SplitFractions = field(default_factory=SplitFractions, metadata={"help": "train/validation/test"})
+    name: str = field(metadata={"help": "recipe name, shown in the data card", **non_empty()})
+    categories: list[CategorySelection] = field(
+        metadata={"help": "categories and their sources (a bare name: its first source)"}
+    )
+    splits: SplitFractions = field(
+        default_factory=SplitFractions,
+        metadata={"help": "train/validation/test fractions (a missing one is 0)", "parse": lambda v: _parse_splits(v)},
+    )
     seed: int = field(default=42, metadata={"help": "seed of every random choice (splits, limits, exemplars)"})
-    prompt_template: str = field(default="basic", metadata={"help": "judge prompt the SFT set is rendered with"})
-    budget: FieldBudget = field(default_factory=FieldBudget, metadata={"help": "per-field character budget"})
-    limit_per_category: int | None = field(default=None, metadata={"help": "stratified subsample per category"})
-    few_shot: int = field(default=4, metadata={"help": "exemplars from train for templates that show some"})
-    cap_per_source: int | None = field(default=None, metadata={"help": "rows at most per source (default cap)"})
-    cap_by: str = field(default="rows", metadata={"help": "rows (spread over groups) or groups (whole groups)"})
-    test_sources: list[str] = field(default_factory=list, metadata={"help": "sources held out in every category"})
+    prompt_template: str = field(
+        default="basic",
+        metadata={"help": "judge prompt the SFT set is rendered with", **non_empty("a template name such as basic")},
+    )
+    budget: FieldBudget = field(
+        default_factory=FieldBudget,
+        metadata={"help": f"per-field character budget ({_BUDGET_KEYS})", "parse": lambda v: _parse_budget(v)},
+    )
+    limit_per_category: int | None = field(
+        default=None, metadata={"help": "stratified subsample per category", **at_least(1)}
+    )
+    few_shot: int = field(
+        default=4,
+        metadata={"help": "exemplars from train for templates that show some", **at_least(0)},
+    )
+    cap_per_source: int | None = field(
+        default=None, metadata={"help": "rows at most per source without its own cap", **at_least(1)}
+    )
+    cap_by: str = field(
+        default="rows", metadata={"help": "rows (spread over groups) or groups (whole groups)", "choices": CAP_MODES}
+    )
+    caps: dict[str, dict[str, int]] = field(
+        default_factory=dict,
+        metadata={"help": "category -> {source -> rows at most} (stratified)", "parse": lambda v: _parse_caps(v)},
+    )
+    test_sources: dict[str, list[str]] = field(
+        default_factory=dict,
+        metadata={
+            "help": "sources held out to test only: a list (every category that reads them) or category -> list",
+            "parse": lambda v: _parse_test_sources(v),
+        },
+    )
     description: str = field(default="", metadata={"help": "free text"})
-    path: str = field(default="<memory>", metadata={"help": "file the recipe was read from"})
+    path: str = field(default="<memory>", metadata={"help": "file the recipe was read from", "yaml": False})
 
     def __post_init__(self):
         where = self.path
@@ -128,7 +142,7 @@ class DataRecipe:
         _check_cap(self.cap_per_source, where, "cap_per_source")
         if self.cap_by not in CAP_MODES:
             raise DataError(where, None, "cap_by", f"one of {list(CAP_MODES)}", self.cap_by)
-        self.test_sources = _names(self.test_sources, where, None, "test_sources")
+        self.caps, self.test_sources = _parse_caps(self.caps, where), _parse_test_sources(self.test_sources, where)
         if isinstance(self.few_shot, bool) or not isinstance(self.few_shot, int) or self.few_shot < 0:
             raise DataError(where, None, "few_shot", "a non-negative integer", self.few_shot)
         if not isinstance(self.prompt_template, str) or not self.prompt_template.strip():
@@ -139,7 +153,7 @@ class DataRecipe:
         return {
             "name": self.name,
             "description": self.description,
-            "categories": [_selection_dict(c) for c in self.categories],
+            "categories": [{"name": c.name, "sources": list(c.sources)} for c in self.categories],
             "splits": self.splits.as_dict(),
             "seed": self.seed,
             "prompt_template": self.prompt_template,
@@ -148,7 +162,8 @@ class DataRecipe:
             "few_shot": self.few_shot,
             **({"cap_per_source": self.cap_per_source} if self.cap_per_source else {}),
             **({"cap_by": self.cap_by} if self.cap_by != "rows" else {}),
-            **({"test_sources": list(self.test_sources)} if self.test_sources else {}),
+            **({"caps": {c: dict(v) for c, v in self.caps.items()}} if self.caps else {}),
+            **({"test_sources": {c: list(v) for c, v in self.test_sources.items()}} if self.test_sources else {}),
         }
 
     def mixture_plan(self, resolved: Sequence[tuple[Category, Sequence[SourceConfig]]]) -> MixturePlan:
@@ -158,24 +173,29 @@ class DataRecipe:
             DataError: a cap or held-out source the category does not read, a global held-out source
                 no category reads, or a category left with no source to train on.
         """
-        selections = {c.name: c for c in self.categories}
         caps: dict[str, dict[str, int]] = {}
         held: dict[str, tuple[str, ...]] = {}
+        everywhere = self.test_sources.get(_ALL, [])
         for i, (category, sources) in enumerate(resolved):
             names = [s.name for s in sources]
-            selection = selections[category.name]
-            for key, listed in (("caps", selection.caps), ("test_sources", selection.test_sources)):
+            own_caps, own_held = self.caps.get(category.name, {}), self.test_sources.get(category.name, [])
+            for key, listed in (("caps", own_caps), ("test_sources", own_held)):
                 unknown = sorted(set(listed) - set(names))
                 if unknown:
-                    raise DataError(self.path, f"categories[{i}]", key, f"sources of {category.name} {names}", unknown)
-            caps[category.name] = {n: selection.caps.get(n, self.cap_per_source) for n in names}
-            caps[category.name] = {n: cap for n, cap in caps[category.name].items() if cap}
-            held[category.name] = tuple(n for n in names if n in selection.test_sources or n in self.test_sources)
+                    expected = f"sources of {category.name} {names}"
+                    raise DataError(self.path, None, f"{key}.{category.name}", expected, unknown)
+            caps[category.name] = {n: c for n in names if (c := own_caps.get(n, self.cap_per_source))}
+            held[category.name] = tuple(n for n in names if n in own_held or n in everywhere)
             if held[category.name] and len(held[category.name]) == len(names):
-                expected = "at least one source that is not held out (test_sources)"
+                expected = f"a source of {category.name} that is not held out"
                 raise DataError(self.path, f"categories[{i}]", "test_sources", expected, list(held[category.name]))
+        known = {c.name for c, _ in resolved}
+        for key, table in (("caps", self.caps), ("test_sources", self.test_sources)):
+            unknown = sorted(set(table) - known - {_ALL})
+            if unknown:
+                raise DataError(self.path, None, key, f"categories of the recipe {sorted(known)}", unknown)
         read = {s.name for _, sources in resolved for s in sources}
-        missing = sorted(set(self.test_sources) - read)
+        missing = sorted(set(everywhere) - read)
         if missing:
             raise DataError(self.path, None, "test_sources", f"sources some category reads {sorted(read)}", missing)
         return MixturePlan(caps=caps, held_out={c: h for c, h in held.items() if h}, cap_by=self.cap_by)
@@ -186,23 +206,38 @@ def _check_cap(value: Any, where: str, key: str) -> None:
         raise DataError(where, None, key, "a positive integer or null", value)
 
 
-def _names(value: Any, where: str, at: str | None, key: str) -> list[str]:
-    items = [value] if isinstance(value, str) else (value or [])
-    if not isinstance(items, list) or not all(isinstance(v, str) and v.strip() for v in items):
-        raise DataError(where, at, key, "a list of source names", value)
-    return list(items)
+def _parse_caps(data: Any, where: str = "<recipe>") -> dict[str, dict[str, int]]:
+    data = {} if data is None else data
+    expected = "a mapping of category -> {source: rows at most (a positive integer)}"
+    if not isinstance(data, Mapping) or not all(isinstance(v, Mapping) for v in data.values()):
+        raise DataError(where, None, "caps", expected, data)
+    for category, per_source in data.items():
+        for source, cap in per_source.items():
+            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+                raise DataError(where, None, f"caps.{category}.{source}", "a positive integer", cap)
+    return {str(c): {str(s): n for s, n in v.items()} for c, v in data.items()}
 
 
-def _selection_dict(selection: CategorySelection) -> dict[str, Any]:
-    data: dict[str, Any] = {"name": selection.name, "sources": list(selection.sources)}
-    if selection.caps:
-        data["caps"] = dict(selection.caps)
-    if selection.test_sources:
-        data["test_sources"] = list(selection.test_sources)
-    return data
+def _parse_test_sources(data: Any, where: str = "<recipe>") -> dict[str, list[str]]:
+    """A list (held out in every category that reads them) is kept under the key ``*``; a mapping is per category."""
+    data = {} if data is None else data
+    if isinstance(data, str | list):
+        data = {_ALL: data}
+    expected = "a list of source names, or a mapping of category -> list of source names"
+    if not isinstance(data, Mapping):
+        raise DataError(where, None, "test_sources", expected, data)
+    parsed = {}
+    for category, names in data.items():
+        names = [names] if isinstance(names, str) else names
+        if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+            raise DataError(where, None, f"test_sources.{category}", expected, names)
+        parsed[str(category)] = list(names)
+    return parsed
 
 
-def _parse_splits(data: Any, where: str) -> SplitFractions:
+def _parse_splits(data: Any, where: str = "<recipe>") -> SplitFractions:
+    if data is None:
+        return SplitFractions()
     if not isinstance(data, Mapping):
         raise DataError(where, None, "splits", "a mapping {train: f, validation: f, test: f}", data)
     unknown = sorted(set(data) - set(SPLITS))
@@ -215,7 +250,8 @@ def _parse_splits(data: Any, where: str) -> SplitFractions:
         raise DataError(where, None, error.field, error.expected, error.got) from None
 
 
-def _parse_budget(data: Any, where: str) -> FieldBudget:
+def _parse_budget(data: Any, where: str = "<recipe>") -> FieldBudget:
+    data = {} if data is None else data
     known = [f.name for f in dataclasses.fields(FieldBudget)]
     if not isinstance(data, Mapping):
         raise DataError(where, None, "budget", f"a mapping with keys among {known}", data)
@@ -234,61 +270,32 @@ def _parse_selection(item: Any, where: str, index: int) -> CategorySelection:
         return CategorySelection(item)
     if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
         raise DataError(where, at, "name", "a category name or {name: C, sources: [...]}", item)
-    unknown = sorted(set(item) - set(_SELECTION_KEYS))
+    unknown = sorted(set(item) - {"name", "sources"})
     if unknown:
-        raise DataError(where, at, unknown[0], f"one of {list(_SELECTION_KEYS)}", unknown[0])
-    caps = item.get("caps") or {}
-    if not isinstance(caps, Mapping) or not all(isinstance(k, str) for k in caps):
-        raise DataError(where, at, "caps", "a mapping of source name -> rows at most", caps)
-    for name, cap in caps.items():
-        _check_cap(cap, where, f"{at}.caps.{name}")
+        raise DataError(where, at, unknown[0], "one of ['name', 'sources']", unknown[0])
     sources = item.get("sources") or []
     if isinstance(sources, str | Mapping):
         sources = [sources]
     if not isinstance(sources, list) or not all(isinstance(s, str | Mapping) for s in sources):
         raise DataError(where, at, "sources", "a list of source names or inline source mappings", sources)
-    return CategorySelection(
-        item["name"],
-        [s if isinstance(s, str) else dict(s) for s in sources],
-        caps=dict(caps),
-        test_sources=_names(item.get("test_sources"), where, at, "test_sources"),
-    )
+    return CategorySelection(item["name"], [s if isinstance(s, str) else dict(s) for s in sources])
 
 
 def load_data_recipe(path: str | Path) -> DataRecipe:
-    """Read a data recipe YAML file; unknown keys are rejected.
+    """Read a data recipe YAML file, reporting every unknown key and bad value together.
 
     Raises:
-        DataError: naming the file and the key that is wrong.
+        recipes.loader.RecipeError: each problem as ``<file>: field '<key>'`` (inside a category:
+            ``<file>:categories[i]: field '<key>'``).
     """
     path = str(path)
-    if not Path(path).is_file():
-        raise DataError(path, None, "recipe", "an existing data recipe YAML file", path)
-    with open(path, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
-    if not isinstance(data, dict):
-        raise DataError(path, None, "<root>", "a mapping of recipe fields", type(data).__name__)
-    unknown = sorted(set(data) - set(_RECIPE_KEYS))
-    if unknown:
-        raise DataError(path, None, unknown[0], f"one of {list(_RECIPE_KEYS)}", unknown[0])
-    categories = data.get("categories")
-    if not isinstance(categories, list):
-        raise DataError(path, None, "categories", "a list of categories", categories)
-    return DataRecipe(
-        name=data.get("name"),
-        categories=[_parse_selection(item, path, i) for i, item in enumerate(categories)],
-        splits=data["splits"] if data.get("splits") is not None else SplitFractions(),
-        seed=data.get("seed", 42),
-        prompt_template=data.get("prompt_template", "basic"),
-        budget=data.get("budget") or {},
-        limit_per_category=data.get("limit_per_category"),
-        few_shot=data.get("few_shot", 4),
-        cap_per_source=data.get("cap_per_source"),
-        cap_by=data.get("cap_by", "rows"),
-        test_sources=data.get("test_sources") or [],
-        description=str(data.get("description") or "").strip(),
-        path=path,
-    )
+    data = read_yaml(path, "data recipe")
+    if isinstance(data, dict) and isinstance(data.get("categories"), str | list):  # a bare name: {name: NAME}
+        given = data["categories"] if isinstance(data["categories"], list) else [data["categories"]]
+        data["categories"] = [{"name": c} if isinstance(c, str) and c.strip() else c for c in given]
+    hint = "`judgeforge recipe keys data`"
+    recipe = load(DataRecipe, data, path, item_rows=True, hint=hint)
+    return dataclasses.replace(recipe, description=recipe.description.strip(), path=path)
 
 
 def resolve_sources(
@@ -323,8 +330,5 @@ def resolve_sources(
 def resolved_dict(recipe: DataRecipe, resolved: list[tuple[Category, list[SourceConfig]]]) -> dict[str, Any]:
     """The recipe as YAML-ready data with every source written inline (what ``recipe.yaml`` holds)."""
     data = recipe.to_dict()
-    selections = {c.name: c for c in recipe.categories}
-    data["categories"] = [
-        {**_selection_dict(selections[c.name]), "sources": [s.raw for s in sources]} for c, sources in resolved
-    ]
+    data["categories"] = [{"name": c.name, "sources": [s.raw for s in sources]} for c, sources in resolved]
     return data

@@ -25,6 +25,7 @@ nothing is dropped silently.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,7 @@ from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
+from recipes.loader import Problems, non_empty, parse_into
 from recipes.readers import ERROR_KEY, read_csv, read_hub, read_json, read_jsonl, read_parquet, resolve_path, text_key
 from recipes.schema import DataError, validate_example
 from recipes.source_functions import SOURCE_FUNCTIONS, gptfuzz_prompts, register_source_function
@@ -80,12 +82,17 @@ _SOURCE_KEYS = (
     "label_origin",
     "reader",
 )
+_HERE = "<source>"  # parse helpers' file: the loader names the real one
 _FILTER_OPS = ("equals", "not_equals", "in", "not_in", "present")
 LABEL_ORIGINS = ("human", "machine", "curated", "unspecified")
 _READER_OPTIONS = {"csv": {"comment_prefix": str, "delimiter": str, "quoting": bool}, "json": {"records": str}}
 _EMBEDDED_COLUMNS = {key: key for key in ("prompt", "response", "label", "id", "group", "context")}
 _EMBEDDED_KEYS = {"id", "prompt", "response", "label", "group", "context", "explanation", "annotations"}
 _SHOWN_PROBLEMS = 5
+_STRINGS = {
+    "check": lambda items: bool(items) and all(item.strip() for item in items),
+    "expected": "a non-empty string or a list of non-empty strings",
+}
 
 
 class BadRowsError(DataError):
@@ -126,26 +133,60 @@ class RowFilter:
 class SourceConfig:
     """One data source of a category, parsed from its mapping (see the module docstring)."""
 
-    name: str = field(metadata={"help": "name a data recipe selects the source by"})
-    kind: str = field(metadata={"help": "embedded, csv, json, jsonl, parquet or hub"})
-    paths: tuple[str, ...] = field(default=(), metadata={"help": "file(s), relative to --data-root"})
+    name: str = field(metadata={"help": "name a data recipe selects the source by", **non_empty()})
+    kind: str = field(metadata={"help": "where the rows come from", "choices": KINDS})
+    paths: tuple[str, ...] = field(
+        default=(), metadata={"help": "file(s), relative to --data-root", "key": "path", **_STRINGS}
+    )
     hub_id: str = field(default="", metadata={"help": "data set id for datasets.load_dataset, or a local folder"})
     config: str | None = field(default=None, metadata={"help": "hub data set configuration"})
-    split: str = field(default="train", metadata={"help": "hub split (datasets syntax, e.g. 'a+b')"})
+    split: str = field(
+        default="train",
+        metadata={"help": "hub split (datasets syntax, e.g. 'a+b')", **non_empty("a split name such as 'train'")},
+    )
     revision: str | None = field(default=None, metadata={"help": "hub revision (commit or tag)"})
-    columns: dict[str, str] = field(default_factory=dict, metadata={"help": "schema field -> source column"})
-    label_map: dict[str, int] = field(default_factory=dict, metadata={"help": "source label value -> 0/1"})
-    filters: tuple[RowFilter, ...] = field(default=(), metadata={"help": "rows to keep"})
-    annotations: tuple[str, ...] = field(default=(), metadata={"help": "columns of individual human labels"})
-    function: str = field(default="", metadata={"help": "registered function run on the raw rows"})
+    columns: dict[str, str] = field(
+        default_factory=dict, metadata={"help": "schema field -> source column", "parse": lambda v: _parse_columns(v)}
+    )
+    label_map: dict[str, int] = field(
+        default_factory=dict, metadata={"help": "source label value -> 0/1", "parse": lambda v: _parse_label_map(v)}
+    )
+    filters: tuple[RowFilter, ...] = field(
+        default=(), metadata={"help": "rows to keep: {column: C, <op>: value}", "parse": lambda v: _parse_filters(v)}
+    )
+    annotations: tuple[str, ...] = field(
+        default=(), metadata={"help": "columns of individual human labels", **_STRINGS}
+    )
+    function: str = field(
+        default="",
+        metadata={
+            "help": "registered function run on the raw rows",
+            "check": lambda name: not name or name in SOURCE_FUNCTIONS,
+            "expected": "a registered source function (recipes/source_functions.py)",
+        },
+    )
     options: dict[str, Any] = field(default_factory=dict, metadata={"help": "options for the function"})
-    assign_split: str | None = field(default=None, metadata={"help": "put every row of this source in this split"})
-    label_origin: str = field(default="unspecified", metadata={"help": "who gave the labels: human, machine, curated"})
-    reader: dict[str, Any] = field(default_factory=dict, metadata={"help": "file reader options (see module doc)"})
+    assign_split: str | None = field(
+        default=None, metadata={"help": "put every row of this source in this split", "choices": SPLIT_NAMES}
+    )
+    label_origin: str = field(
+        default="",
+        metadata={
+            "help": "who gave the labels: human, machine, curated (embedded default) or unspecified",
+            "check": lambda v: not v or v in LABEL_ORIGINS,
+            "expected": f"one of {list(LABEL_ORIGINS)}",
+        },
+    )
+    reader: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "file reader options: csv comment_prefix/delimiter/quoting, json records"},
+    )
     description: str = field(default="", metadata={"help": "free text"})
-    origin: str = field(default="<memory>", metadata={"help": "file that declared the source"})
-    where: str = field(default="sources[0]", metadata={"help": "position of the declaration in that file"})
-    raw: dict[str, Any] = field(default_factory=dict, metadata={"help": "the mapping as written"})
+    origin: str = field(default="<memory>", metadata={"help": "file that declared the source", "yaml": False})
+    where: str = field(
+        default="sources[0]", metadata={"help": "position of the declaration in that file", "yaml": False}
+    )
+    raw: dict[str, Any] = field(default_factory=dict, metadata={"help": "the mapping as written", "yaml": False})
 
     @property
     def location(self) -> str:
@@ -189,85 +230,77 @@ class LoadedSource:
 # ----------------------------------------------------------------------------------------------
 
 
-def _string_list(value: Any, origin: str, where: str, key: str) -> tuple[str, ...]:
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not items or not all(isinstance(v, str) and v.strip() for v in items):
-        raise DataError(origin, where, key, "a non-empty string or a list of non-empty strings", value)
-    return tuple(items)
-
-
-def _parse_columns(value: Any, origin: str, where: str) -> dict[str, str]:
+def _parse_columns(value: Any) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise DataError(origin, where, "columns", "a mapping of schema field -> source column", value)
+        raise DataError(_HERE, None, "columns", "a mapping of schema field -> source column", value)
     columns = {}
     for key, column in value.items():
         base, dotted = str(key).split(".", 1)[0], "." in str(key)
         if base not in _FIELDS or (dotted and base not in ("context", "meta")):
             raise DataError(
-                origin, where, f"columns.{key}", f"a field among {list(_FIELDS)} or context.<k>/meta.<k>", key
+                _HERE, None, f"columns.{key}", f"a field among {list(_FIELDS)} or context.<k>/meta.<k>", key
             )
         if not isinstance(column, str) or not column.strip():
-            raise DataError(origin, where, f"columns.{key}", "a source column name", column)
+            raise DataError(_HERE, None, f"columns.{key}", "a source column name", column)
         columns[str(key)] = column
     return columns
 
 
-def _parse_label_map(value: Any, origin: str, where: str) -> dict[str, int]:
+def _parse_label_map(value: Any) -> dict[str, int]:
     if value is None:
         return {}
     if not isinstance(value, dict) or not value:
-        raise DataError(origin, where, "label_map", "a mapping of source value -> 0/1", value)
+        raise DataError(_HERE, None, "label_map", "a mapping of source value -> 0/1", value)
     mapping = {}
     for key, label in value.items():
         if isinstance(key, bool):
-            raise DataError(origin, where, "label_map", "quoted keys (YAML reads bare yes/no/true as booleans)", key)
+            raise DataError(_HERE, None, "label_map", "quoted keys (YAML reads bare yes/no/true as booleans)", key)
         if isinstance(label, bool) or label not in (0, 1):
-            raise DataError(origin, where, f"label_map.{key}", "0 or 1", label)
+            raise DataError(_HERE, None, f"label_map.{key}", "0 or 1", label)
         mapping[text_key(key)] = int(label)
     return mapping
 
 
-def _parse_filters(value: Any, origin: str, where: str) -> tuple[RowFilter, ...]:
+def _parse_filters(value: Any) -> tuple[RowFilter, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise DataError(origin, where, "filters", "a list of {column: C, <op>: value}", value)
+        raise DataError(_HERE, None, "filters", "a list of {column: C, <op>: value}", value)
     filters = []
     for i, item in enumerate(value):
         at = f"filters[{i}]"
         if not isinstance(item, dict) or not isinstance(item.get("column"), str):
-            raise DataError(origin, where, at, "a mapping with 'column' and one of " + "/".join(_FILTER_OPS), item)
+            raise DataError(_HERE, None, at, "a mapping with 'column' and one of " + "/".join(_FILTER_OPS), item)
         ops = [op for op in _FILTER_OPS if op in item]
         extra = sorted(set(item) - set(_FILTER_OPS) - {"column"})
         if len(ops) != 1 or extra:
-            raise DataError(origin, where, at, "exactly one of " + "/".join(_FILTER_OPS), sorted(item))
+            raise DataError(_HERE, None, at, "exactly one of " + "/".join(_FILTER_OPS), sorted(item))
         op, raw = ops[0], item[ops[0]]
         if op in ("in", "not_in"):
             if not isinstance(raw, list) or not raw:
-                raise DataError(origin, where, f"{at}.{op}", "a non-empty list of values", raw)
+                raise DataError(_HERE, None, f"{at}.{op}", "a non-empty list of values", raw)
             values = tuple(text_key(v) for v in raw)
         elif op == "present" and not isinstance(raw, bool):
-            raise DataError(origin, where, f"{at}.{op}", "true (keep rows with a value) or false", raw)
+            raise DataError(_HERE, None, f"{at}.{op}", "true (keep rows with a value) or false", raw)
         else:
             values = (text_key(raw),)
         filters.append(RowFilter(column=item["column"], op=op, values=values))
     return tuple(filters)
 
 
-def _parse_reader(value: Any, kind: str, origin: str, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    known = _READER_OPTIONS.get(kind, {})
+def _check_reader(value: Any, kind: Any, problems: Problems) -> None:
+    """The reader options a source's kind knows, each of the right type."""
     if not isinstance(value, dict):
-        raise DataError(origin, where, "reader", f"a mapping with keys among {sorted(known)}", value)
+        return  # absent, or a non-mapping the loader has already reported
+    known = _READER_OPTIONS.get(kind, {})
     for key, option in value.items():
         if key not in known:
-            raise DataError(origin, where, f"reader.{key}", f"one of {sorted(known)} for kind '{kind}'", key)
-        if not isinstance(option, known[key]) or (key == "delimiter" and len(option) != 1):
-            raise DataError(origin, where, f"reader.{key}", f"a {known[key].__name__}", option)
-    return dict(value)
+            problems.add(f"reader.{key}", f"one of {sorted(known)} for kind '{kind}'", key)
+        elif not isinstance(option, known[key]) or (key == "delimiter" and len(option) != 1):
+            expected = "one character" if key == "delimiter" else f"a {known[key].__name__}"
+            problems.add(f"reader.{key}", expected, option)
 
 
 def _expand(names: Sequence[str], data_root: str | Path | None) -> list[tuple[str, Path]]:
@@ -286,7 +319,7 @@ def _expand(names: Sequence[str], data_root: str | Path | None) -> list[tuple[st
 
 
 def parse_source(data: Any, *, origin: str = "<memory>", where: str = "sources[0]") -> SourceConfig:
-    """Parse and check one source mapping; unknown keys are rejected.
+    """Parse and check one source mapping, reporting every unknown key and bad value together.
 
     Args:
         data: the mapping as written in a category file or a data recipe.
@@ -294,74 +327,30 @@ def parse_source(data: Any, *, origin: str = "<memory>", where: str = "sources[0
         where: its position there, e.g. ``sources[1]`` or ``categories[0].sources[2]``.
 
     Raises:
-        DataError: naming the file, the position and the key that is wrong.
+        recipes.loader.RecipeError: each problem as ``<origin>:<where>: field '<key>': expected ...``.
     """
+    problems = Problems(origin, where, hint="`judgeforge recipe keys source`")
     if not isinstance(data, dict):
-        raise DataError(origin, where, "<source>", "a mapping with name and kind", data)
-    unknown = sorted(set(data) - set(_SOURCE_KEYS))
-    if unknown:
-        raise DataError(origin, where, unknown[0], f"one of {list(_SOURCE_KEYS)}", unknown[0])
-    name = data.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise DataError(origin, where, "name", "a non-empty string", name)
+        problems.add("<source>", "a mapping with name and kind", data)
+        problems.raise_if_any()
+    source = parse_into(SourceConfig, data, problems)
     kind = data.get("kind")
-    if kind not in KINDS:
-        raise DataError(origin, where, "kind", f"one of {list(KINDS)}", kind)
-    paths: tuple[str, ...] = ()
-    if data.get("path") is not None:
-        paths = _string_list(data["path"], origin, where, "path")
-    elif kind in ("csv", "json", "jsonl", "parquet"):
-        raise DataError(origin, where, "path", f"a file (or list of files) for kind '{kind}'", None)
+    if kind in ("csv", "json", "jsonl", "parquet") and not data.get("path"):
+        problems.add("path", f"a file (or list of files) for kind '{kind}'", data.get("path"))
     hub_id = data.get("hub_id") or ""
     if kind == "hub" and (not isinstance(hub_id, str) or not hub_id.strip()):
-        raise DataError(origin, where, "hub_id", "a data set id (owner/name) or a local folder", hub_id)
-    columns = _parse_columns(data.get("columns"), origin, where)
-    label_map = _parse_label_map(data.get("label_map"), origin, where)
-    annotations = _string_list(data["annotations"], origin, where, "annotations") if data.get("annotations") else ()
-    if kind != "embedded":
+        problems.add("hub_id", "a data set id (owner/name) or a local folder", hub_id)
+    columns = data.get("columns") if isinstance(data.get("columns"), dict) else {}
+    if kind in KINDS and kind != "embedded":
         for required in ("prompt", "response"):
             if required not in columns:
-                raise DataError(origin, where, f"columns.{required}", "the source column holding it", None)
-        if "label" not in columns and not annotations:
-            raise DataError(origin, where, "columns.label", "a label column or a list of annotations", None)
-    function = data.get("function") or ""
-    if function and function not in SOURCE_FUNCTIONS:
-        raise DataError(origin, where, "function", f"one of {sorted(SOURCE_FUNCTIONS)}", function)
-    options = data.get("options") or {}
-    if not isinstance(options, dict):
-        raise DataError(origin, where, "options", "a mapping", options)
-    assign_split = data.get("assign_split")
-    if assign_split is not None and assign_split not in SPLIT_NAMES:
-        raise DataError(origin, where, "assign_split", f"one of {list(SPLIT_NAMES)}", assign_split)
-    label_origin = data.get("label_origin") or ("curated" if kind == "embedded" else "unspecified")
-    if label_origin not in LABEL_ORIGINS:
-        raise DataError(origin, where, "label_origin", f"one of {list(LABEL_ORIGINS)}", label_origin)
-    reader = _parse_reader(data.get("reader"), kind, origin, where)
-    split = data.get("split", "train")
-    if not isinstance(split, str) or not split.strip():
-        raise DataError(origin, where, "split", "a split name such as 'train'", split)
-    return SourceConfig(
-        name=name,
-        kind=kind,
-        paths=paths,
-        hub_id=hub_id,
-        config=data.get("config"),
-        split=split,
-        revision=data.get("revision"),
-        columns=columns,
-        label_map=label_map,
-        filters=_parse_filters(data.get("filters"), origin, where),
-        annotations=annotations,
-        function=function,
-        options=options,
-        assign_split=assign_split,
-        label_origin=label_origin,
-        reader=reader,
-        description=str(data.get("description") or ""),
-        origin=origin,
-        where=where,
-        raw=dict(data),
-    )
+                problems.add(f"columns.{required}", "the source column holding it", None)
+        if "label" not in columns and not data.get("annotations"):
+            problems.add("columns.label", "a label column or a list of annotations", None)
+    _check_reader(data.get("reader"), kind, problems)
+    problems.raise_if_any()
+    origin_default = source.label_origin or ("curated" if kind == "embedded" else "unspecified")
+    return dataclasses.replace(source, origin=origin, where=where, raw=dict(data), label_origin=origin_default)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -432,7 +421,7 @@ def _check_columns(source: SourceConfig, file: str, rows: list) -> None:
         if column not in present:
             field_name = what.removeprefix("columns.")
             expected = f"a column '{column}' ({what} of source '{source.name}')"
-            raise DataError(file, 1, field_name, expected, f"columns {sorted(present)[:20]}")
+            raise DataError(file, 1, field_name, expected, f"columns {sorted(map(str, present))[:20]}")
 
 
 def _map_label(value: Any, source: SourceConfig, file: str, row: int, field_name: str, column: str) -> int:

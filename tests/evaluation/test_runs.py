@@ -11,8 +11,9 @@ import yaml
 import evaluation.runs as runs
 from evaluation.metrics import compute_metric_rows
 from evaluation.report import write_report
-from evaluation.run_recipe import RunRecipeError, load_run_recipe, parse_run_recipe, plan, scale_down
+from evaluation.run_recipe import RunRecipeError, load_run_recipe, parse_run_recipe, plan
 from evaluation.runs import run_eval, run_eval_file
+from evaluation.scale import ScaleDown, scale_down
 from evaluation.store import RESULTS_FILE, read_results, record_key
 from recipes.schema import DataError
 
@@ -360,7 +361,7 @@ def test_scaled_down_run_with_a_real_local_model(tmp_path, tiny_model_dir):
         second_level={"judge": "best", "reviewer": {"model": "fake", "backend": "fake"}},
     )
     recipe = parse_run_recipe(data)
-    summary = run_eval(recipe, tmp_path / "out", models=[tiny_model_dir], limit=2)
+    summary = run_eval(ScaleDown(limit=2, models=(tiny_model_dir,)).apply(recipe), tmp_path / "out")
     records = read_results(tmp_path / "out")
     name = Path(tiny_model_dir).name
     # reference + basic + cot + review, 2 categories x 2 examples, 2 repeats.

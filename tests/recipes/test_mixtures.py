@@ -128,7 +128,9 @@ def two_sources(tmp_path, toy_category_dir):
 
 def test_build_caps_holds_out_and_cards_rows_per_source(tmp_path, two_sources):
     root, cats = two_sources
-    recipe = _recipe(tmp_path, [{"name": "toy", "sources": ["one", "two"], "caps": {"one": 80}}], test_sources=["two"])
+    recipe = _recipe(
+        tmp_path, [{"name": "toy", "sources": ["one", "two"]}], caps={"toy": {"one": 80}}, test_sources=["two"]
+    )
     built = build_datasets(load_data_recipe(recipe), data_root=root, categories_dirs=[cats])
     card = built.card
     assert card.held_out == {"toy": ["two"]} and card.label_origins == {"one": "human", "two": "machine"}
@@ -144,10 +146,12 @@ def test_build_caps_holds_out_and_cards_rows_per_source(tmp_path, two_sources):
 @pytest.mark.parametrize(
     ("category", "extra", "field_name"),
     [
-        ({"name": "toy", "sources": ["one", "two"], "caps": {"three": 5}}, {}, "caps"),
-        ({"name": "toy", "sources": ["one", "two"], "test_sources": ["one", "two"]}, {}, "test_sources"),
+        ({"name": "toy", "sources": ["one", "two"]}, {"caps": {"toy": {"three": 5}}}, "caps.toy"),
+        ({"name": "toy", "sources": ["one", "two"]}, {"caps": {"tyo": {"one": 5}}}, "caps"),
+        ({"name": "toy", "sources": ["one", "two"]}, {"test_sources": {"toy": ["one", "two"]}}, "test_sources"),
+        ({"name": "toy", "sources": ["one", "two"]}, {"test_sources": {"toy": ["three"]}}, "test_sources.toy"),
         ({"name": "toy", "sources": ["one"]}, {"test_sources": ["two"]}, "test_sources"),
-        ({"name": "toy", "sources": ["one"], "caps": {"one": 0}}, {}, "categories[0].caps.one"),
+        ({"name": "toy", "sources": ["one"]}, {"caps": {"toy": {"one": 0}}}, "caps.toy.one"),
         ({"name": "toy", "sources": ["one"]}, {"cap_by": "rowz"}, "cap_by"),
     ],
 )

@@ -393,3 +393,78 @@ def test_every_kind_parses_from_yaml(tmp_path):
     parsed = [parse_source(item) for item in yaml.safe_load(text)]
     assert [p.kind for p in parsed] == ["embedded", "hub"]
     assert parsed[1].location == "hub:o/n/train"
+
+
+# ----------------------------------------------------------------------------------------------
+# Reader options, glob paths, the present filter, label origin (the real sources' formats)
+# ----------------------------------------------------------------------------------------------
+
+
+def test_csv_comment_lines_before_the_header_are_skipped(tmp_path):
+    rows = toy_rows(6)
+    write_csv(tmp_path / "plain.csv", rows)
+    body = (tmp_path / "plain.csv").read_text("utf-8")
+    (tmp_path / "toy.csv").write_text("# dataset_version=1.0,,,\n# a note\n" + body, "utf-8")
+    loaded = _load(_source(reader={"comment_prefix": "#"}), tmp_path)
+    assert [e["label"] for e in loaded.examples] == _expected_labels(rows)
+    with pytest.raises(DataError):  # without the option the comment is the header
+        _load(_source(), tmp_path)
+
+
+def test_tsv_with_quoting_disabled_keeps_bare_quotes(tmp_path):
+    lines = ["q\ta\tverdict\ttopic", 'he said "hi\tok "yes" ok\tyes\tt1', "plain\tanswer\tno\tt2"]
+    (tmp_path / "toy.tsv").write_text("\n".join(lines) + "\n", "utf-8")
+    loaded = _load(_source(path="toy.tsv", reader={"delimiter": "\t", "quoting": False}), tmp_path)
+    assert [e["prompt"] for e in loaded.examples] == ['he said "hi', "plain"]
+    assert loaded.examples[0]["response"] == 'ok "yes" ok' and loaded.examples[0]["label"] == 1
+
+
+def test_json_records_key_single_objects_and_glob_paths(tmp_path):
+    rows = toy_rows(4)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.json").write_text(json.dumps({"meta": 1, "items": rows[:3]}), "utf-8")
+    (tmp_path / "a" / "y.json").write_text(json.dumps({"meta": 2, "items": rows[3:]}), "utf-8")
+    loaded = _load(_source(kind="json", path="a/*.json", reader={"records": "items"}), tmp_path)
+    assert [e["prompt"] for e in loaded.examples] == [r["q"] for r in rows]
+    assert loaded.examples[3]["meta"]["origin"] == "a/y.json:1"
+    for i, row in enumerate(rows):
+        (tmp_path / "tree" / f"g{i % 2}").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "tree" / f"g{i % 2}" / f"{i}.json").write_text(json.dumps(row), "utf-8")
+    tree = _load(_source(kind="json", path="tree/**/*.json", reader={"records": "."}), tmp_path)
+    assert tree.report.rows_read == 4 and sorted(e["prompt"] for e in tree.examples) == sorted(r["q"] for r in rows)
+    with pytest.raises(DataError, match="an existing file"):
+        _load(_source(kind="json", path="nothing/*.json", reader={"records": "."}), tmp_path)
+
+
+def test_present_filter_drops_null_and_blank_values_and_counts_them(tmp_path):
+    rows = toy_rows(6)
+    rows[1]["a"], rows[4]["a"] = None, "   "
+    write_jsonl(tmp_path / "toy.jsonl", rows)
+    loaded = _load(_source(kind="jsonl", path="toy.jsonl", filters=[{"column": "a", "present": True}]), tmp_path)
+    assert loaded.report.filtered == 2 and loaded.report.filtered_by == {"a present true": 2}
+    assert len(loaded.examples) == 4
+
+
+def test_label_origin_is_recorded_and_checked(tmp_path):
+    write_csv(tmp_path / "toy.csv", toy_rows(4))
+    loaded = _load(_source(label_origin="machine"), tmp_path)
+    assert loaded.report.label_origin == "machine"
+    assert {e["meta"]["label_origin"] for e in loaded.examples} == {"machine"}
+    assert _load(_source(), tmp_path).report.label_origin == "unspecified"
+    with pytest.raises(DataError, match="label_origin"):
+        parse_source(_source(label_origin="crowd"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field_name"),
+    [
+        ({"reader": {"records": "x"}}, "reader.records"),
+        ({"reader": {"delimiter": "ab"}}, "reader.delimiter"),
+        ({"reader": "tab"}, "reader"),
+        ({"filters": [{"column": "a", "present": "yes"}]}, "filters[0].present"),
+    ],
+)
+def test_bad_reader_options_name_the_key(overrides, field_name):
+    with pytest.raises(DataError) as error:
+        parse_source(_source(**overrides), origin="cat.yaml")
+    assert "cat.yaml" in str(error.value) and field_name in str(error.value)
