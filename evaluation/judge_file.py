@@ -3,9 +3,17 @@
 ``judgeforge judge --judge MODEL_OR_DIR --prompt basic --category jailbreak --input chats.csv
 --out verdicts.jsonl`` writes one JSON line per input row: ``id``, ``label``, ``status``,
 ``p_positive`` (when the backend reads probabilities) and ``explanation`` (plus ``error`` when the
-backend failed on that row). Lines are flushed and fsynced per batch, so a killed run loses at most
-the batch in flight; running the same command again skips the ids already in the output (a torn
-last line is dropped and counted) and finishes the rest.
+backend failed on that row). The output is a results store (:class:`evaluation.store.ResultStore`)
+keyed by ``id``: each batch of ``--batch-size`` rows is one judge call and one fsynced write, so a
+killed run loses at most that batch; running the same command again skips the ids already in the
+output (a torn last line is dropped and counted) and finishes the rest.
+
+``--out`` is only ever appended to, and only when it is this judge's own output: a sidecar
+``<out>.meta.json`` records the judge (model, backend), prompt and category, and a mismatch is
+refused with one line, as is an existing file without one (a CSV, anyone's notes), ``--out`` equal
+to ``--input``, and a second run on the same ``--out`` while one holds its lock. A corrupt line
+in the middle of the output is refused with its line number (nothing is changed): it cannot be a
+write cut short, and resuming past it would keep and count it.
 
 Rows without an id column get ``row-<n>`` (their 1-based row number), stable as long as the file
 is. Rows with an empty response or a repeated id are skipped and counted, never dropped silently.
@@ -13,7 +21,6 @@ is. Rows with an empty response or a repeated id are skipped and counted, never 
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -22,50 +29,39 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from evaluation import registry
 from evaluation.judges import JudgeResult, JudgeSpec, build_judge
+from evaluation.store import ResultStore, StoreLockedError
 from recipes.categories import load_category
 from recipes.prompts import load_template
-from recipes.schema import DataError
+from recipes.readers import ERROR_KEY, csv_rows, read_jsonl_rows
+from recipes.schema import DataError, check_prompt
 
 
-__all__ = ["judge_file", "read_transcripts", "spec_for"]
+__all__ = ["META_SUFFIX", "judge_file", "meta_path", "read_transcripts", "spec_for"]
 
 logger = logging.getLogger(__name__)
 
 
 def spec_for(judge: str | JudgeSpec, prompt: str, batch_size: int) -> JudgeSpec:
-    """A spec for ``judge``: guard model names get the guard backend, anything else ``hf``."""
+    """A spec for ``judge``: the backend that recognises the model name (guards), else the prompted default."""
     if isinstance(judge, JudgeSpec):
         return judge
-    from evaluation.guards.judge import guess_kind
-
-    try:
-        kind = guess_kind(judge)
-    except ValueError:
-        return JudgeSpec(model=judge, prompt=prompt, backend="hf", batch_size=batch_size)
-    return JudgeSpec(model=judge, prompt=prompt, backend="guard", batch_size=batch_size, options={"kind": kind})
+    default = registry.judge_kind(registry.PROMPTED).backend
+    backend, options = registry.backend_for_model(judge, default)
+    return JudgeSpec(model=judge, prompt=prompt, backend=backend, batch_size=batch_size, options=options)
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any], list[str]]]:
     """Yield (1-based row number, row, column names) from a CSV or JSON Lines file."""
-    suffix = path.suffix.lower()
-    with open(path, encoding="utf-8", newline="") as handle:
-        if suffix == ".csv":
-            reader = csv.DictReader(handle)
-            columns = list(reader.fieldnames or [])
-            for number, row in enumerate(reader, start=1):
-                yield number, row, columns
-            return
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(str(path), number, "<json>", "one JSON object per line", error.msg) from error
-            if not isinstance(row, dict):
-                raise DataError(str(path), number, "<json>", "a JSON object", type(row).__name__)
+    if path.suffix.lower() == ".csv":
+        for number, row in csv_rows(path):  # BOM, encoding, unterminated quotes, long fields: DataError
+            if ERROR_KEY in row:
+                raise row[ERROR_KEY]
             yield number, row, list(row)
+        return
+    for number, row in read_jsonl_rows(path, expected="one JSON object per line", name="<json>"):
+        yield number, row, list(row)
 
 
 def _prompt_value(value: Any) -> Any:
@@ -99,6 +95,7 @@ def read_transcripts(
     examples: list[dict] = []
     skipped: Counter = Counter()
     seen: set[str] = set()
+    number = 0
     for number, row, columns in _rows(path):
         for name, flag in ((prompt_column, "--prompt-column"), (response_column, "--response-column")):
             if name not in row:
@@ -116,9 +113,11 @@ def read_transcripts(
             skipped["empty response"] += 1
             logger.warning("%s:%d: field '%s': empty response; row skipped", path, number, response_column)
             continue
-        if prompt in (None, "") or (isinstance(prompt, str) and not prompt.strip()):
-            skipped["empty prompt"] += 1
-            logger.warning("%s:%d: field '%s': empty prompt; row skipped", path, number, prompt_column)
+        try:
+            prompt = check_prompt(prompt, str(path), number)
+        except DataError as error:
+            skipped["empty prompt" if not prompt or not str(prompt).strip() else "bad prompt"] += 1
+            logger.warning("%s; row skipped", error)
             continue
         if ident in seen:
             skipped["repeated id"] += 1
@@ -126,31 +125,69 @@ def read_transcripts(
             continue
         seen.add(ident)
         examples.append({"id": ident, "category": category, "prompt": prompt, "response": response})
+    if not number:
+        raise DataError(str(path), None, "<file>", "at least one transcript row (CSV: a header, then rows)", "no rows")
     return examples, skipped
 
 
-def _done_ids(out_path: Path) -> tuple[set[str], int]:
-    """Ids already judged in ``out_path``; a torn last line is cut off (returned as a count)."""
-    if not out_path.is_file():
-        return set(), 0
-    data = out_path.read_bytes()
-    done: set[str] = set()
-    good_end, torn = 0, 0
-    position = 0
-    for line in data.splitlines(keepends=True):
-        position += len(line)
-        try:
-            record = json.loads(line)
-            done.add(str(record["id"]))
-            good_end = position
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
-            if line.strip():
-                torn += 1
-    if good_end < len(data):
-        with open(out_path, "r+b") as handle:
-            handle.truncate(good_end)
-        logger.warning("%s: dropped %d torn line(s) at the end (a run was interrupted mid-write)", out_path, torn)
-    return done, torn
+META_SUFFIX = ".meta.json"
+_FORMAT = "judgeforge-verdicts/1"
+_IDENTITY = ("judge", "backend", "prompt", "category")
+
+
+def meta_path(out_path: str | Path) -> Path:
+    """The sidecar that says which judge wrote ``out_path``."""
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.name + META_SUFFIX)
+
+
+def _identity(spec: JudgeSpec, category: str) -> dict[str, str]:
+    return {"format": _FORMAT, "judge": spec.model, "backend": spec.backend, "prompt": spec.prompt,
+            "category": category}  # fmt: skip
+
+
+def _claim_output(out: Path, input_path: Path, identity: dict[str, str]) -> None:
+    """Refuse an ``--out`` that this judge may not append to (see the module docstring); changes nothing."""
+    if out.exists() and input_path.exists() and os.path.samefile(out, input_path):
+        raise DataError(str(out), None, "--out", "a file other than --input (verdicts go beside the input)", str(out))
+    if out.exists() and not out.is_file():
+        raise DataError(str(out), None, "--out", "a file path", "a folder")
+    has_verdicts = out.is_file() and out.stat().st_size > 0
+    sidecar = meta_path(out)
+    if not sidecar.is_file():
+        if has_verdicts:
+            expected = f"a new path, or a verdict file of `judgeforge judge` ({sidecar.name} beside it)"
+            raise DataError(str(out), None, "--out", expected, "an existing file of other origin: not overwritten")
+        return
+    try:
+        recorded = json.loads(sidecar.read_text("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(str(sidecar), None, "<file>", "the JSON written by `judgeforge judge`", str(error)) from error
+    if not isinstance(recorded, dict) or recorded.get("format") != _FORMAT:
+        raise DataError(str(sidecar), None, "format", _FORMAT, recorded.get("format") if isinstance(recorded, dict)
+                        else type(recorded).__name__)  # fmt: skip
+    changed = [k for k in _IDENTITY if recorded.get(k) != identity[k]]
+    if changed and has_verdicts:
+        was = ", ".join(f"{k} {recorded.get(k)!r}" for k in _IDENTITY)
+        raise DataError(str(out), None, changed[0], f"the judge that wrote this file ({was}); use another --out",
+                        identity[changed[0]])  # fmt: skip
+
+
+def _open_output(out: Path, identity: dict[str, str]) -> ResultStore:
+    """The output as a results store keyed by id (locked), its sidecar written before any verdict."""
+    try:
+        store = ResultStore.open_file(out, key=lambda r: str(r["id"]), key_fields=("id",), sort_keys=False)
+    except StoreLockedError as error:
+        raise DataError(str(out), None, "--out", "a file no other run is writing", "locked by another run") from error
+    except DataError as error:
+        raise DataError(str(out), error.row, error.field, "a whole verdict line; a corrupt line inside the file is "
+                        "not a torn write, so it is not resumed past (repair it or use another --out)",
+                        error.got) from error  # fmt: skip
+    sidecar = meta_path(out)
+    tmp = sidecar.with_name(sidecar.name + ".tmp")
+    tmp.write_text(json.dumps(identity, indent=2) + "\n", "utf-8")
+    tmp.replace(sidecar)
+    return store
 
 
 def _record(result: JudgeResult) -> dict[str, Any]:
@@ -200,29 +237,23 @@ def judge_file(
         id_column=id_column,
     )
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done, torn = _done_ids(out)
-    todo = [e for e in examples if e["id"] not in done]
-    resumed = len(examples) - len(todo)
+    identity = _identity(spec, cat.name)
+    _claim_output(out, Path(input_path), identity)
     statuses: Counter = Counter()
-    if todo:
-        judge_obj = build_judge(spec)
-        # Larger than a batch so the backend can sort by length and share prefixes across rows; a
-        # killed run loses at most this many rows.
-        chunk = max(64, batch_size * 8)
-        with (
-            open(out, "a", encoding="utf-8") as handle,
-            tqdm(total=len(examples), initial=resumed, unit="judgment", desc=judge_obj.name) as bar,
-        ):
-            for start in range(0, len(todo), chunk):
-                batch = todo[start : start + chunk]
-                results = judge_obj.judge(batch, cat)
-                for result in results:
-                    handle.write(json.dumps(_record(result), ensure_ascii=False) + "\n")
-                    statuses[result.status] += 1
-                handle.flush()
-                os.fsync(handle.fileno())
-                bar.update(len(batch))
+    with _open_output(out, identity) as store:
+        torn = store.stats.torn
+        todo = [e for e in examples if e["id"] not in store]
+        resumed = len(examples) - len(todo)
+        if todo:
+            judge_obj = build_judge(spec)
+            # One judge call and one fsynced write per batch: a killed run loses at most one batch.
+            with tqdm(total=len(examples), initial=resumed, unit="judgment", desc=judge_obj.name) as bar:
+                for start in range(0, len(todo), max(1, batch_size)):
+                    batch = todo[start : start + max(1, batch_size)]
+                    results = judge_obj.judge(batch, cat)
+                    store.append([_record(result) for result in results])
+                    statuses.update(result.status for result in results)
+                    bar.update(len(batch))
     skipped_total = sum(skipped.values())
     detail = f" ({', '.join(f'{k}: {v}' for k, v in sorted(skipped.items()))})" if skipped else ""
     torn_note = f"; {torn} torn line(s) dropped" if torn else ""

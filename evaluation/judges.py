@@ -1,118 +1,23 @@
-"""Judges: the result and spec types every evaluation part shares, and the factory that builds them.
+"""Judges: the factory that builds them, and the shared type names (defined in :mod:`evaluation.types`).
 
-A judge is a backend plus a prompt template. Everything downstream (the run matrix, the store, the
-metrics) sees only :class:`JudgeResult` rows and the :class:`Judge` protocol, so a new backend is a
-new module behind :func:`build_judge` and nothing else changes.
+A judge is a backend plus a prompt template. :func:`build_judge` asks the registry
+(:mod:`evaluation.registry`) which backend builds a spec, so a new backend never edits this file.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from collections.abc import Sequence
 
-
-if TYPE_CHECKING:
-    from recipes.categories import Category
+from evaluation import registry
+from evaluation.types import Judge, JudgeResult, JudgeSpec, Status, short_model_name
 
 
 __all__ = ["BACKENDS", "Judge", "JudgeResult", "JudgeSpec", "Status", "build_judge", "short_model_name"]
 
-Status = Literal["ok", "invalid", "refusal", "error"]
-BACKENDS = ("hf", "openai", "vllm", "guard", "reference", "fake")
+BACKENDS = registry.backend_names()  # the built-in backends; plugins add theirs to the registry
 
 
-@dataclass
-class JudgeResult:
-    """One judgment of one example.
-
-    ``label`` is set exactly when ``status == "ok"``: an invalid output, a refusal or a backend error
-    never carries a label, so nothing downstream can score a guess.
-    """
-
-    example_id: str
-    label: int | None
-    status: Status
-    p_positive: float | None = None
-    raw: str = ""
-    explanation: str = ""
-    score: int | None = None
-    error: str = ""
-    tokens: int = 0
-    review: dict | None = None
-
-
-@dataclass
-class JudgeSpec:
-    """One judge to build: model + prompt + backend options (what a run recipe lists).
-
-    Attributes:
-        model: hub id, local folder, alias (``smollm2-135m``), tuned-judge folder (holds ``judge.json``),
-            a guard model id, or for reference judges ``tfidf`` / ``refusal_phrases``.
-        prompt: ``basic``, ``criteria``, ``cot``, ``few_shot`` or ``score`` (ignored by guards,
-            reference judges and tuned judges, whose card names the prompt they were trained with).
-        backend: ``hf``, ``openai``, ``vllm``, ``guard``, ``reference`` or ``fake``.
-        name: display name; defaults to ``<model short name>/<prompt>``.
-        temperature: 0 means greedy decoding (repeats are then identical on deterministic backends).
-        max_new_tokens: generation budget when the verdict cannot be read from logits.
-        batch_size: examples per forward pass / concurrent requests.
-        options: backend-specific settings (``base_url``, ``api_key_env``, ``kind`` for guards, ``read``
-            = ``logits`` | ``generate`` for hf, ``dtype``, ``seed``, ``budget`` ...).
-    """
-
-    model: str
-    prompt: str = field(default="basic", metadata={"help": "judge prompt template"})
-    backend: str = field(default="hf", metadata={"help": f"one of {BACKENDS}"})
-    name: str = field(default="", metadata={"help": "display name (default: model/prompt)"})
-    temperature: float = field(default=0.0, metadata={"help": "0 = greedy"})
-    max_new_tokens: int = field(default=128, metadata={"help": "generation budget"})
-    batch_size: int = field(default=8, metadata={"help": "examples per batch / concurrent requests"})
-    options: dict = field(default_factory=dict, metadata={"help": "backend-specific options"})
-
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"<judge spec>: field 'backend': expected one of {BACKENDS}, got {self.backend!r}")
-        if not isinstance(self.model, str) or not self.model.strip():
-            raise ValueError(f"<judge spec>: field 'model': expected a model name, got {self.model!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"<judge spec>: field 'batch_size': expected >= 1, got {self.batch_size!r}")
-        if not self.name:
-            self.name = _default_name(self)
-
-
-def short_model_name(model: str) -> str:
-    """``meta-llama/Llama-Guard-3-1B`` -> ``Llama-Guard-3-1B``; a folder -> its last part."""
-    return Path(model.rstrip("/")).name or model
-
-
-def _default_name(spec: JudgeSpec) -> str:
-    short = short_model_name(spec.model)
-    if spec.backend in ("guard", "reference"):
-        return short
-    if (Path(spec.model) / "judge.json").is_file():
-        return f"{short}/tuned"
-    return f"{short}/{spec.prompt}"
-
-
-@runtime_checkable
-class Judge(Protocol):
-    """What the run matrix calls: one result per example, in order, never an exception per item."""
-
-    name: str
-
-    def judge(
-        self,
-        examples: list[dict],
-        category: Category,
-        *,
-        repeat: int = 0,
-        exemplars: list[dict] | None = None,
-    ) -> list[JudgeResult]:
-        """Judge ``examples`` of one category; repeat ``r`` uses seed ``base seed + r``."""
-        ...
-
-
-def build_judge(spec: JudgeSpec, *, train_examples: list[dict] | None = None) -> Judge:
+def build_judge(spec: JudgeSpec, *, train_examples: Sequence[dict] | None = None) -> Judge:
     """Build the judge a spec names; backends are imported only when asked for.
 
     Args:
@@ -120,31 +25,7 @@ def build_judge(spec: JudgeSpec, *, train_examples: list[dict] | None = None) ->
         train_examples: train-split examples (reference judges fit on them).
 
     Raises:
-        ValueError: for an unknown backend, model or prompt (before any work starts).
+        ValueError: for an unknown backend, option, model or prompt (before any work starts).
         ImportError: when an optional extra (vLLM) is missing, with the pip line.
     """
-    if spec.backend == "hf":
-        from evaluation.backends.hf import HFJudge
-
-        return HFJudge(spec)
-    if spec.backend == "openai":
-        from evaluation.backends.openai_compat import OpenAIJudge
-
-        return OpenAIJudge(spec)
-    if spec.backend == "vllm":
-        from evaluation.backends.vllm import VLLMJudge
-
-        return VLLMJudge(spec)
-    if spec.backend == "guard":
-        from evaluation.guards import build_guard_judge
-
-        return build_guard_judge(spec)
-    if spec.backend == "reference":
-        from evaluation.reference import build_reference_judge
-
-        return build_reference_judge(spec, train_examples)
-    if spec.backend == "fake":
-        from evaluation.backends.fake import FakeJudge
-
-        return FakeJudge(spec)
-    raise ValueError(f"<judge spec>: field 'backend': expected one of {BACKENDS}, got {spec.backend!r}")
+    return registry.build(spec, train_examples)

@@ -31,25 +31,23 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from evaluation.records import NO_LABEL
+
 
 __all__ = [
     "ALL",
     "NO_LABEL",
     "STATUSES",
     "bootstrap_f1_ci",
-    "compute_agreement",
     "compute_binary_metrics",
-    "compute_metric_rows",
     "compute_second_level",
-    "compute_second_level_rows",
+    "count_flips",
     "effective_predictions",
     "f1_from_counts",
-    "fleiss_kappa",
+    "tp_fp_fn",
 ]
 
 STATUSES = ("ok", "invalid", "refusal", "error")
-# The answer category of an output without a label, when comparing repeats.
-NO_LABEL = "none"
 # The category name of the rows that pool every category of a judge.
 ALL = "all"
 _NAN = float("nan")
@@ -107,6 +105,12 @@ def _counts(true: np.ndarray, pred: np.ndarray) -> tuple[int, int, int, int]:
     return int(tp), int(fp), int(tn), int(fn)
 
 
+def tp_fp_fn(true: np.ndarray, pred: np.ndarray) -> tuple[int, int, int]:
+    """True positives, false positives and false negatives (what F1 needs)."""
+    tp, fp, _, fn = _counts(true, pred)
+    return tp, fp, fn
+
+
 def _cluster_counts(true: np.ndarray, pred: np.ndarray, groups: Sequence[Any] | None) -> np.ndarray:
     """Per cluster (tp, fp, fn) counts; every item is its own cluster when ``groups`` is None."""
     tp = ((pred == 1) & (true == 1)).astype(np.int64)
@@ -119,6 +123,44 @@ def _cluster_counts(true: np.ndarray, pred: np.ndarray, groups: Sequence[Any] | 
     clusters = np.zeros((index.max() + 1, 3), dtype=np.int64)
     np.add.at(clusters, index, per_item)
     return clusters
+
+
+def _resampled_f1(clusters: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """F1 of every resample: ``draws`` picks clusters (n_boot x n_clusters) of per-cluster (tp, fp, fn)."""
+    sums = clusters[draws].sum(axis=1)  # (n_boot, 3): tp, fp, fn
+    denominator = 2 * sums[:, 0] + sums[:, 1] + sums[:, 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, 2 * sums[:, 0] / np.maximum(denominator, 1), np.nan)
+
+
+def _bootstrap(
+    true: np.ndarray,
+    predictions: Sequence[np.ndarray],
+    groups: Sequence[Any] | None,
+    *,
+    n_boot: int,
+    seed: int,
+    confidence: float,
+) -> tuple[float, float, str]:
+    """The one cluster bootstrap: percentile interval of F1 (one prediction array) or of its change (two).
+
+    Every prediction array is scored on the same resamples, so a change is paired.
+    """
+    if len(true) == 0:
+        return _NAN, _NAN, "no examples"
+    if n_boot <= 0:
+        return _NAN, _NAN, "bootstrap disabled (n_boot=0)"
+    clusters = [_cluster_counts(true, pred, groups) for pred in predictions]
+    if len(clusters[0]) < 2:
+        return _NAN, _NAN, "one cluster only: nothing to resample"
+    draws = np.random.default_rng(seed).integers(0, len(clusters[0]), size=(n_boot, len(clusters[0])))
+    scores = [_resampled_f1(c, draws) for c in clusters]
+    statistic = scores[0] if len(scores) == 1 else scores[1] - scores[0]
+    if np.all(np.isnan(statistic)):
+        return _NAN, _NAN, "no positives in labels or predictions in any resample"
+    alpha = (1 - confidence) / 2
+    low, high = np.nanquantile(statistic, [alpha, 1 - alpha])
+    return float(low), float(high), ""
 
 
 def bootstrap_f1_ci(
@@ -136,24 +178,7 @@ def bootstrap_f1_ci(
         ``(low, high, reason)``; ``reason`` is empty unless the interval is NaN.
     """
     true, pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_eff, dtype=np.int64)
-    if len(true) == 0:
-        return _NAN, _NAN, "no examples"
-    if n_boot <= 0:
-        return _NAN, _NAN, "bootstrap disabled (n_boot=0)"
-    clusters = _cluster_counts(true, pred, groups)
-    if len(clusters) < 2:
-        return _NAN, _NAN, "one cluster only: nothing to resample"
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(clusters), size=(n_boot, len(clusters)))
-    sums = clusters[draws].sum(axis=1)  # (n_boot, 3): tp, fp, fn
-    denominator = 2 * sums[:, 0] + sums[:, 1] + sums[:, 2]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.where(denominator > 0, 2 * sums[:, 0] / np.maximum(denominator, 1), np.nan)
-    if np.all(np.isnan(f1)):
-        return _NAN, _NAN, "no positives in labels or predictions in any resample"
-    alpha = (1 - confidence) / 2
-    low, high = np.nanquantile(f1, [alpha, 1 - alpha])
-    return float(low), float(high), ""
+    return _bootstrap(true, [pred], groups, n_boot=n_boot, seed=seed, confidence=confidence)
 
 
 def _kappa_mcc(true: np.ndarray, pred: np.ndarray, reasons: dict[str, str], suffix: str = "") -> tuple[float, float]:
@@ -292,59 +317,6 @@ def _explain_nans(
     return reasons
 
 
-def fleiss_kappa(counts: np.ndarray) -> float:
-    """Fleiss' kappa from an items x categories table of rater counts (same raters per item).
-
-    Returns NaN when chance agreement is 1 (every answer in one category).
-    """
-    table = np.asarray(counts, dtype=float)
-    n_items, _ = table.shape
-    raters = table.sum(axis=1)
-    if n_items == 0 or np.any(raters != raters[0]) or raters[0] < 2:
-        raise ValueError(f"field 'counts': expected the same number (>= 2) of raters per item, got {raters.tolist()}")
-    r = raters[0]
-    p_item = ((table**2).sum(axis=1) - r) / (r * (r - 1))
-    p_bar = p_item.mean()
-    p_cat = table.sum(axis=0) / (n_items * r)
-    p_e = float((p_cat**2).sum())
-    if math.isclose(p_e, 1.0):
-        return _NAN
-    return float((p_bar - p_e) / (1 - p_e))
-
-
-def compute_agreement(answers: Sequence[Sequence[Any]]) -> dict[str, Any]:
-    """Agreement of a judge with itself across repeats.
-
-    Args:
-        answers: per item, the answer of every repeat: 1, 0, or ``"none"`` (no label); an output
-            without a label counts as its own answer category.
-
-    Returns:
-        ``n_items``, ``repeats``, ``percent_agreement`` (share of items on which every repeat gave
-        the same answer), ``mean_pairwise_agreement``, ``fleiss_kappa`` and ``reasons``. Items
-        with fewer repeats than the most common count are left out (counted in ``n_incomplete``).
-    """
-    reasons: dict[str, str] = {}
-    lengths = [len(a) for a in answers]
-    repeats = max(set(lengths), key=lengths.count) if lengths else 0
-    complete = [[str(x) for x in a] for a in answers if len(a) == repeats]
-    out: dict[str, Any] = {"n_items": len(complete), "repeats": repeats, "n_incomplete": len(answers) - len(complete)}
-    if not complete or repeats < 2:
-        why = "no items" if not complete else "needs at least 2 repeats"
-        out.update(percent_agreement=_NAN, mean_pairwise_agreement=_NAN, fleiss_kappa=_NAN)
-        out["reasons"] = dict.fromkeys(("percent_agreement", "mean_pairwise_agreement", "fleiss_kappa"), why)
-        return out
-    categories = sorted({x for a in complete for x in a})
-    table = np.asarray([[a.count(c) for c in categories] for a in complete], dtype=float)
-    out["percent_agreement"] = float(np.mean([len(set(a)) == 1 for a in complete]))
-    out["mean_pairwise_agreement"] = float((((table**2).sum(axis=1) - repeats) / (repeats * (repeats - 1))).mean())
-    out["fleiss_kappa"] = fleiss_kappa(table)
-    if math.isnan(out["fleiss_kappa"]):
-        reasons["fleiss_kappa"] = "every answer in one category (chance agreement is 1)"
-    out["reasons"] = reasons
-    return out
-
-
 def compute_second_level(
     y_true: Sequence[int],
     first_pred: Sequence[int | None],
@@ -369,24 +341,11 @@ def compute_second_level(
     _, p2, s2 = _as_arrays(y_true, final_pred, final_status)
     before = np.where(s1 == "ok", p1, 1 - true)
     after = np.where(s2 == "ok", p2, 1 - true)
-    labelled1, labelled2 = s1 == "ok", s2 == "ok"
-    flipped = labelled1 & labelled2 & (p1 != p2)
-    rescued = ~labelled1 & labelled2
-    right1, right2 = before == true, after == true
-    out: dict[str, Any] = {
-        "n": len(true),
-        "flips": int(flipped.sum()),
-        "fixed": int((flipped & ~right1 & right2).sum()),
-        "broken": int((flipped & right1 & ~right2).sum()),
-        "rescued": int(rescued.sum()),
-        "rescued_right": int((rescued & right2).sum()),
-        "lost": int((labelled1 & ~labelled2).sum()),
-        "unchanged_wrong": int((~flipped & ~rescued & ~right1).sum()),
-    }
-    out["f1_before"] = f1_from_counts(*_tp_fp_fn(true, before))
-    out["f1_after"] = f1_from_counts(*_tp_fp_fn(true, after))
+    out: dict[str, Any] = {"n": len(true), **_flip_counts(true, p1, s1, p2, s2)}
+    out["f1_before"] = f1_from_counts(*tp_fp_fn(true, before))
+    out["f1_after"] = f1_from_counts(*tp_fp_fn(true, after))
     out["f1_change"] = out["f1_after"] - out["f1_before"]
-    low, high, why = _bootstrap_change(true, before, after, groups, n_boot, seed, confidence)
+    low, high, why = _bootstrap(true, [before, after], groups, n_boot=n_boot, seed=seed, confidence=confidence)
     out["f1_change_ci_low"], out["f1_change_ci_high"] = low, high
     reasons = {}
     if why:
@@ -398,161 +357,36 @@ def compute_second_level(
     return out
 
 
-def _tp_fp_fn(true: np.ndarray, pred: np.ndarray) -> tuple[int, int, int]:
-    tp, fp, _, fn = _counts(true, pred)
-    return tp, fp, fn
+def _flip_counts(true: np.ndarray, p1: np.ndarray, s1: np.ndarray, p2: np.ndarray, s2: np.ndarray) -> dict[str, int]:
+    before = np.where(s1 == "ok", p1, 1 - true)
+    after = np.where(s2 == "ok", p2, 1 - true)
+    labelled1, labelled2 = s1 == "ok", s2 == "ok"
+    flipped = labelled1 & labelled2 & (p1 != p2)
+    rescued = ~labelled1 & labelled2
+    right1, right2 = before == true, after == true
+    return {
+        "flips": int(flipped.sum()),
+        "fixed": int((flipped & ~right1 & right2).sum()),
+        "broken": int((flipped & right1 & ~right2).sum()),
+        "rescued": int(rescued.sum()),
+        "rescued_right": int((rescued & right2).sum()),
+        "lost": int((labelled1 & ~labelled2).sum()),
+        "unchanged_wrong": int((~flipped & ~rescued & ~right1).sum()),
+    }
 
 
-def _bootstrap_change(
-    true: np.ndarray,
-    before: np.ndarray,
-    after: np.ndarray,
-    groups: Sequence[Any] | None,
-    n_boot: int,
-    seed: int,
-    confidence: float,
-) -> tuple[float, float, str]:
-    if len(true) == 0:
-        return _NAN, _NAN, "no examples"
-    if n_boot <= 0:
-        return _NAN, _NAN, "bootstrap disabled (n_boot=0)"
-    c1, c2 = _cluster_counts(true, before, groups), _cluster_counts(true, after, groups)
-    if len(c1) < 2:
-        return _NAN, _NAN, "one cluster only: nothing to resample"
-    draws = np.random.default_rng(seed).integers(0, len(c1), size=(n_boot, len(c1)))
-    f1s = []
-    for clusters in (c1, c2):
-        sums = clusters[draws].sum(axis=1)
-        denominator = 2 * sums[:, 0] + sums[:, 1] + sums[:, 2]
-        f1s.append(np.where(denominator > 0, 2 * sums[:, 0] / np.maximum(denominator, 1), np.nan))
-    change = f1s[1] - f1s[0]
-    if np.all(np.isnan(change)):
-        return _NAN, _NAN, "no positives in labels or predictions in any resample"
-    alpha = (1 - confidence) / 2
-    low, high = np.nanquantile(change, [alpha, 1 - alpha])
-    return float(low), float(high), ""
+def count_flips(
+    y_true: Sequence[int],
+    first_pred: Sequence[int | None],
+    first_status: Sequence[str],
+    final_pred: Sequence[int | None],
+    final_status: Sequence[str],
+) -> dict[str, int]:
+    """The one flip counter: what a review did to first-level verdicts (see :func:`compute_second_level`).
 
-
-def _group_records(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """Records by (judge, category), plus (judge, "all") pooling the categories."""
-    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for record in records:
-        grouped.setdefault((record["judge"], record["category"]), []).append(record)
-        grouped.setdefault((record["judge"], ALL), []).append(record)
-    return grouped
-
-
-def _repeat_f1(rows: list[dict[str, Any]]) -> tuple[float, float, str]:
-    by_repeat: dict[int, list[dict[str, Any]]] = {}
-    for r in rows:
-        by_repeat.setdefault(int(r["repeat"]), []).append(r)
-    scores = []
-    for items in by_repeat.values():
-        eff = effective_predictions(
-            [r["human_label"] for r in items], [r["label"] for r in items], [r["status"] for r in items]
-        )
-        true = np.asarray([r["human_label"] for r in items])
-        scores.append(f1_from_counts(*_tp_fp_fn(true, eff)))
-    finite = [s for s in scores if not math.isnan(s)]
-    if len(finite) < 2:
-        return (finite[0] if finite else _NAN), _NAN, "needs at least 2 repeats with a defined F1"
-    return float(np.mean(finite)), float(np.std(finite, ddof=1)), ""
-
-
-def _answer(record: dict[str, Any]) -> Any:
-    return record["label"] if record["status"] == "ok" else NO_LABEL
-
-
-def compute_metric_rows(
-    records: Sequence[dict[str, Any]], *, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95
-) -> list[dict[str, Any]]:
-    """One row of metrics per judge x category, plus one per judge over all categories (``"all"``).
-
-    Records are the store's lines (``judge``, ``category``, ``example_id``, ``repeat``,
-    ``human_label``, ``label``, ``status``, ``p_positive``, ``group``). Repeats are pooled: the
-    confusion counts sum over repeats, and the bootstrap resamples whole clusters (the example's
-    ``group``, so all repeats of an example move together). ``f1_repeat_mean`` / ``_std`` and the
-    agreement across repeats come from the per-repeat answers.
+    Returns:
+        ``flips``, ``fixed``, ``broken``, ``rescued``, ``rescued_right``, ``lost``, ``unchanged_wrong``.
     """
-    rows = []
-    for (judge, category), items in sorted(_group_records(records).items()):
-        items = sorted(items, key=lambda r: (r["category"], str(r["example_id"]), int(r["repeat"])))
-        metrics = compute_binary_metrics(
-            [r["human_label"] for r in items],
-            [r["label"] for r in items],
-            [r["status"] for r in items],
-            [None if r.get("kind") == "second_level" else r.get("p_positive") for r in items],
-            [f"{r['category']}:{r.get('group') or r['example_id']}" for r in items],
-            n_boot=n_boot,
-            seed=seed,
-            confidence=confidence,
-        )
-        reasons = metrics.pop("reasons")
-        if items[0].get("kind") == "second_level":
-            reasons["auroc"] = reasons["auprc"] = (
-                "a review gives no probability of its own (flipped verdicts have none)"
-            )
-        mean, std, why = _repeat_f1(items)
-        metrics["f1_repeat_mean"], metrics["f1_repeat_std"] = mean, std
-        if why:
-            reasons["f1_repeat_std"] = why
-            if math.isnan(mean):
-                reasons["f1_repeat_mean"] = why
-        answers: dict[tuple[str, str], list[Any]] = {}
-        for r in items:
-            answers.setdefault((r["category"], str(r["example_id"])), []).append(_answer(r))
-        agreement = compute_agreement(list(answers.values()))
-        reasons.update(agreement.pop("reasons"))
-        first = items[0]
-        row = {
-            "judge": judge,
-            "category": category,
-            "kind": first.get("kind", ""),
-            "model": first.get("model", ""),
-            "prompt": first.get("prompt", ""),
-            "n_examples": len(answers),
-            **metrics,
-            "repeats": agreement["repeats"],
-            "percent_agreement": agreement["percent_agreement"],
-            "fleiss_kappa": agreement["fleiss_kappa"],
-            "reasons": reasons,
-        }
-        rows.append(row)
-    return rows
-
-
-def compute_second_level_rows(
-    records: Sequence[dict[str, Any]], *, n_boot: int = 1000, seed: int = 0, confidence: float = 0.95
-) -> list[dict[str, Any]]:
-    """Flip counts and F1 change per second-level judge x category (and ``"all"``).
-
-    Only records that carry a ``review`` (``first_label``, ``first_status``) take part.
-    """
-    reviewed = [r for r in records if r.get("review")]
-    rows = []
-    for (judge, category), items in sorted(_group_records(reviewed).items()):
-        items = sorted(items, key=lambda r: (r["category"], str(r["example_id"]), int(r["repeat"])))
-        result = compute_second_level(
-            [r["human_label"] for r in items],
-            [r["review"].get("first_label") for r in items],
-            [r["review"].get("first_status", "ok") for r in items],
-            [r["label"] for r in items],
-            [r["status"] for r in items],
-            [f"{r['category']}:{r.get('group') or r['example_id']}" for r in items],
-            n_boot=n_boot,
-            seed=seed,
-            confidence=confidence,
-        )
-        first = items[0]
-        unreadable = sum(1 for r in items if r["review"].get("status", "ok") not in ("ok", "skipped"))
-        rows.append(
-            {
-                "judge": judge,
-                "category": category,
-                "model": first.get("model", ""),
-                "reviews": first.get("reviews", ""),
-                **result,
-                "unreadable_reviews": unreadable,
-            }
-        )
-    return rows
+    true, p1, s1 = _as_arrays(y_true, first_pred, first_status)
+    _, p2, s2 = _as_arrays(y_true, final_pred, final_status)
+    return _flip_counts(true, p1, s1, p2, s2)

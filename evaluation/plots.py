@@ -14,12 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from evaluation import registry
 from evaluation.metrics import ALL
+from evaluation.records import JudgmentRecord, as_record
 
 
 __all__ = ["plot_categories", "plot_heatmap", "plot_reliability"]
 
-FLOOR = "reference"
+FLOOR = registry.floor_kind()
 _MAX_BAR_JUDGES = 8
 
 
@@ -114,7 +116,7 @@ def plot_categories(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
     return path
 
 
-def plot_reliability(records: Sequence[dict[str, Any]], path: Path, bins: int = 10) -> Path | None:
+def plot_reliability(records: Sequence[JudgmentRecord | dict[str, Any]], path: Path, bins: int = 10) -> Path | None:
     """Binned P(positive) against the share of human positives, with the ECE (None: no probabilities)."""
     import matplotlib
 
@@ -122,11 +124,11 @@ def plot_reliability(records: Sequence[dict[str, Any]], path: Path, bins: int = 
     import matplotlib.pyplot as plt
 
     by_judge: dict[str, list[tuple[float, int]]] = {}
-    for r in records:
-        p = r.get("p_positive")
-        usable = p is not None and not (isinstance(p, float) and math.isnan(p)) and r.get("kind") != "second_level"
-        if usable and r.get("repeat") == 0:
-            by_judge.setdefault(r["judge"], []).append((float(p), int(r["human_label"])))
+    for r in map(as_record, records):
+        p = r.p_positive
+        usable = p is not None and not (isinstance(p, float) and math.isnan(p)) and r.kind != "second_level"
+        if usable and r.repeat == 0:
+            by_judge.setdefault(r.judge, []).append((float(p), int(r.human_label)))
     if not by_judge:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 5))

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.judges import JudgeResult, JudgeSpec
+from evaluation.backends.options import REFERENCE_MODELS, ReferenceOptions, options_from
+from evaluation.types import JudgeResult, JudgeSpec
 from recipes.categories import Category
 from recipes.schema import DataError, prompt_text
 
@@ -40,8 +41,6 @@ from recipes.schema import DataError, prompt_text
 __all__ = ["REFERENCE_MODELS", "RefusalPhraseJudge", "TfidfJudge", "build_reference_judge", "is_victim_refusal"]
 
 logger = logging.getLogger(__name__)
-
-REFERENCE_MODELS = ("tfidf", "refusal_phrases")
 
 # Phrases with which assistants decline; matched case-insensitively anywhere in the response.
 _REFUSAL = re.compile(
@@ -191,8 +190,9 @@ class TfidfJudge:
     def __init__(self, spec: JudgeSpec, train_examples: Sequence[Mapping[str, Any]]):
         self.spec = spec
         self.name = spec.name
-        self.threshold = float(spec.options.get("threshold", 0.5))
-        self.seed = int(spec.options.get("seed", 0))
+        options = options_from(ReferenceOptions, spec.options, "<judge spec>")
+        self.threshold = options.threshold
+        self.seed = options.seed
         self._train = list(train_examples)
         self._models: dict[str, _TfidfModel] = {}
         self._pooled: _TfidfModel | None = None
@@ -252,6 +252,6 @@ def build_reference_judge(spec: JudgeSpec, train_examples: Sequence[Mapping[str,
         return RefusalPhraseJudge(spec, train_examples)
     if spec.model == "tfidf":
         if not train_examples:
-            raise DataError("<run recipe>", None, "reference", "train examples for the tfidf judge", "none")
+            raise DataError("<run recipe>", None, spec.backend, "train examples for the tfidf judge", "none")
         return TfidfJudge(spec, train_examples)
-    raise DataError("<run recipe>", None, "reference", f"one of {REFERENCE_MODELS}", spec.model)
+    raise DataError("<run recipe>", None, spec.backend, f"one of {REFERENCE_MODELS}", spec.model)

@@ -24,62 +24,32 @@ import html
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from evaluation.metrics import ALL, compute_metric_rows, compute_second_level_rows
+from evaluation import registry
+from evaluation.metric_rows import compute_metric_rows, compute_second_level_rows
+from evaluation.metrics import ALL
 from evaluation.plots import plot_categories, plot_heatmap, plot_reliability
-from evaluation.store import read_results
-from evaluation.tables import Table
+from evaluation.records import JudgeName, JudgmentRecord, MetricRow, RunInfo
+from evaluation.report_wandb import log_report
+from evaluation.store import read_records
+from evaluation.tables import Report, Table, f1_cell, is_missing, number_cell, percent_cell
 from evaluation.transfer import transfer_table, wants_transfer_table
 
 
-__all__ = ["Table", "build_tables", "write_report"]
+__all__ = ["Report", "Table", "build_tables", "read_run_info", "write_report"]
 
 logger = logging.getLogger(__name__)
 
-FLOOR = "reference"
-_KIND_ORDER = {"tuned": 0, "second_level": 1, "prompted": 2, "guard": 3, "reference": 4}
+FLOOR = registry.floor_kind()
+_KIND_ORDER = registry.report_order()
 _CSV_SKIP = {"reasons"}
 
 
-# ----------------------------------------------------------------------------------------------
-# Cells
-# ----------------------------------------------------------------------------------------------
-
-
-def _nan(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _num(table: Table, row: dict[str, Any], key: str, digits: int = 3) -> str:
-    value = row.get(key)
-    if _nan(value):
-        return table.note(f"{key}: {row.get('reasons', {}).get(key, 'undefined')}")
-    return f"{value:.{digits}f}"
-
-
-def _pct(table: Table, row: dict[str, Any], key: str) -> str:
-    value = row.get(key)
-    if _nan(value):
-        return table.note(f"{key}: {row.get('reasons', {}).get(key, 'no examples')}")
-    return f"{100 * value:.1f}%"
-
-
-def _f1_ci(table: Table, row: dict[str, Any], key: str = "f1") -> str:
-    f1 = row.get(key)
-    if _nan(f1):
-        return table.note(f"{key}: {row.get('reasons', {}).get(key, 'undefined')}")
-    low, high = row.get(f"{key}_ci_low"), row.get(f"{key}_ci_high")
-    if _nan(low) or _nan(high):
-        reason = row.get("reasons", {}).get(f"{key}_ci_low", "no interval")
-        return f"{f1:.3f} " + table.note(f"95% interval: {reason}")
-    return f"{f1:.3f} [{low:.3f}, {high:.3f}]"
-
-
-def _display(row: dict[str, Any]) -> str:
-    return f"{row['judge']} (floor)" if row.get("kind") == FLOOR else row["judge"]
+def _display(row: MetricRow) -> str:
+    return f"{row.judge} (floor)" if row.kind == FLOOR else row.judge
 
 
 # ----------------------------------------------------------------------------------------------
@@ -87,20 +57,20 @@ def _display(row: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def _overall(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = [r for r in rows if r["category"] == ALL]
-    return sorted(out, key=lambda r: (_KIND_ORDER.get(r.get("kind", ""), 9), -(r["f1"] if not _nan(r["f1"]) else -1)))
+def _overall(rows: Sequence[MetricRow]) -> list[dict[str, Any]]:
+    out = [r for r in rows if r.category == ALL]
+    return sorted(out, key=lambda r: (_KIND_ORDER.get(r.kind, 9), -(r["f1"] if not is_missing(r["f1"]) else -1)))
 
 
-def _floor_f1(rows: Sequence[dict[str, Any]]) -> tuple[float, str]:
-    floors = [r for r in _overall(rows) if r.get("kind") == FLOOR and not _nan(r["f1"])]
+def _floor_f1(rows: Sequence[MetricRow]) -> tuple[float, str]:
+    floors = [r for r in _overall(rows) if r.kind == FLOOR and not is_missing(r["f1"])]
     if not floors:
         return math.nan, ""
     best = max(floors, key=lambda r: r["f1"])
     return best["f1"], best["judge"]
 
 
-def _headline(rows: Sequence[dict[str, Any]], deterministic: dict[str, bool]) -> Table:
+def _headline(rows: Sequence[MetricRow], deterministic: dict[str, bool]) -> Table:
     floor, floor_name = _floor_f1(rows)
     intro = (
         "Every judge over all categories. F1 counts an invalid output, a refusal or a backend error as a wrong "
@@ -130,53 +100,53 @@ def _headline(rows: Sequence[dict[str, Any]], deterministic: dict[str, bool]) ->
         intro=intro,
     )
     for row in _overall(rows):
-        if row.get("kind") == FLOOR:
+        if row.kind == FLOOR:
             beats = "floor"
-        elif _nan(floor):
+        elif is_missing(floor):
             beats = table.note("beats floors: no reference judge with a defined F1 in this run")
-        elif _nan(row["f1"]):
+        elif is_missing(row["f1"]):
             beats = table.note("beats floors: this judge's F1 is undefined")
         else:
             beats = f"{'yes' if row['f1'] > floor else 'NO'} (vs {floor_name} {floor:.3f})"
         table.rows.append(
             [
                 _display(row),
-                row.get("kind", ""),
-                _f1_ci(table, row),
+                row.kind,
+                f1_cell(table, row),
                 beats,
-                _num(table, row, "precision"),
-                _num(table, row, "recall"),
-                _num(table, row, "f1_valid"),
-                _pct(table, row, "coverage"),
-                _pct(table, row, "invalid_rate"),
-                _pct(table, row, "refusal_rate"),
-                _pct(table, row, "error_rate"),
-                _num(table, row, "kappa"),
-                _num(table, row, "mcc"),
-                _num(table, row, "auroc"),
+                number_cell(table, row, "precision"),
+                number_cell(table, row, "recall"),
+                number_cell(table, row, "f1_valid"),
+                percent_cell(table, row, "coverage"),
+                percent_cell(table, row, "invalid_rate"),
+                percent_cell(table, row, "refusal_rate"),
+                percent_cell(table, row, "error_rate"),
+                number_cell(table, row, "kappa"),
+                number_cell(table, row, "mcc"),
+                number_cell(table, row, "auroc"),
                 f"{row['n_examples']} × {row['repeats']}"
-                + (" (computed once)" if deterministic.get(row["judge"]) else ""),
+                + (" (computed once)" if deterministic.get(row.judge) else ""),
             ]
         )
     return table
 
 
-def _model_prompt(rows: Sequence[dict[str, Any]]) -> Table:
-    prompted = [r for r in _overall(rows) if r.get("kind") == "prompted"]
-    models = list(dict.fromkeys(r["model"] for r in prompted))
-    prompts = list(dict.fromkeys(r["prompt"] for r in prompted))
+def _model_prompt(rows: Sequence[MetricRow]) -> Table:
+    prompted = [r for r in _overall(rows) if r.kind == "prompted"]
+    models = list(dict.fromkeys(r.model for r in prompted))
+    prompts = list(dict.fromkeys(r.prompt for r in prompted))
     table = Table(
         "by_model_prompt",
         "F1 by model × prompt (prompted judges, all categories)",
         ["model"] + prompts,
         intro="F1 with its 95% bootstrap interval (examples resampled by group, repeats together).",
     )
-    cells = {(r["model"], r["prompt"]): r for r in prompted}
+    cells = {(r.model, r.prompt): r for r in prompted}
     for model in models:
         line = [model]
         for prompt in prompts:
             row = cells.get((model, prompt))
-            line.append(_f1_ci(table, row) if row else table.note("this model × prompt was not in the run recipe"))
+            line.append(f1_cell(table, row) if row else table.note("this model × prompt was not in the run recipe"))
         table.rows.append(line)
     if not prompted:
         table.headers = ["model", "F1"]
@@ -184,19 +154,19 @@ def _model_prompt(rows: Sequence[dict[str, Any]]) -> Table:
     return table
 
 
-def _by_category(rows: Sequence[dict[str, Any]], categories: list[str]) -> Table:
+def _by_category(rows: Sequence[MetricRow], categories: list[str]) -> Table:
     table = Table("by_category", "F1 by category", ["judge"] + categories)
-    cells = {(r["judge"], r["category"]): r for r in rows}
+    cells = {(r.judge, r.category): r for r in rows}
     for row in _overall(rows):
         line = [_display(row)]
         for category in categories:
-            cell = cells.get((row["judge"], category))
-            line.append(_f1_ci(table, cell) if cell else table.note("no results of this judge on this category"))
+            cell = cells.get((row.judge, category))
+            line.append(f1_cell(table, cell) if cell else table.note("no results of this judge on this category"))
         table.rows.append(line)
     return table
 
 
-def _coverage(rows: Sequence[dict[str, Any]], categories: list[str]) -> Table:
+def _coverage(rows: Sequence[MetricRow], categories: list[str]) -> Table:
     table = Table(
         "coverage",
         "Coverage by category (invalid / refusal / error)",
@@ -204,11 +174,11 @@ def _coverage(rows: Sequence[dict[str, Any]], categories: list[str]) -> Table:
         intro="Share of outputs with a verdict; in brackets the shares of invalid outputs, judge refusals and "
         "backend errors.",
     )
-    cells = {(r["judge"], r["category"]): r for r in rows}
+    cells = {(r.judge, r.category): r for r in rows}
     for row in _overall(rows):
         line = [_display(row)]
         for category in categories:
-            cell = cells.get((row["judge"], category))
+            cell = cells.get((row.judge, category))
             if not cell:
                 line.append(table.note("no results of this judge on this category"))
                 continue
@@ -220,7 +190,7 @@ def _coverage(rows: Sequence[dict[str, Any]], categories: list[str]) -> Table:
     return table
 
 
-def _second_level(sl_rows: Sequence[dict[str, Any]], run_info: dict[str, Any]) -> Table:
+def _second_level(sl_rows: Sequence[MetricRow], run_info: RunInfo) -> Table:
     table = Table(
         "second_level",
         "Second-level review: change per reviewed judge",
@@ -242,21 +212,21 @@ def _second_level(sl_rows: Sequence[dict[str, Any]], run_info: dict[str, Any]) -
         "verdict when the first label was wrong, it broke one when it was right. A first answer without a "
         "verdict that the review labels was rescued. An unreadable review leaves the first verdict in place.",
     )
-    for row in [r for r in sl_rows if r["category"] == ALL]:
+    for row in [r for r in sl_rows if r.category == ALL]:
         change = row["f1_change"]
-        if _nan(change):
-            cell = table.note(f"F1 change: {row['reasons'].get('f1_change', 'undefined')}")
-        elif _nan(row["f1_change_ci_low"]):
-            cell = f"{change:+.3f} " + table.note(f"95% interval: {row['reasons'].get('f1_change_ci_low', '')}")
+        if is_missing(change):
+            cell = table.note(f"F1 change: {row.reason('f1_change', 'undefined')}")
+        elif is_missing(row["f1_change_ci_low"]):
+            cell = f"{change:+.3f} " + table.note(f"95% interval: {row.reason('f1_change_ci_low', '')}")
         else:
             cell = f"{change:+.3f} [{row['f1_change_ci_low']:+.3f}, {row['f1_change_ci_high']:+.3f}]"
         table.rows.append(
             [
-                row["judge"],
-                row.get("reviews") or row["judge"].split("+review:")[0],
-                row.get("model", ""),
-                _num(table, row, "f1_before"),
-                _num(table, row, "f1_after"),
+                row.judge,
+                row.get("reviews") or JudgeName.parse(row.judge).first,
+                row.model,
+                number_cell(table, row, "f1_before"),
+                number_cell(table, row, "f1_after"),
                 cell,
                 str(row["flips"]),
                 str(row["fixed"]),
@@ -266,17 +236,12 @@ def _second_level(sl_rows: Sequence[dict[str, Any]], run_info: dict[str, Any]) -
                 str(row["n"]),
             ]
         )
-    configured = [j for j in run_info.get("judges", []) if j.get("kind") == "second_level"]
-    done = {r["judge"] for r in sl_rows}
-    choices = run_info.get("second_level_choice") or {}
+    configured = [j for j in run_info.judges if j.get("kind") == "second_level"]
+    done = {r.judge for r in sl_rows}
     for judge in configured:
-        name = judge["name"]
-        if name in choices:  # `best` resolved at run time
-            name = name.replace("best+review:", f"{choices[name]}+review:", 1)
-        if name in done:
+        if run_info.resolved_name(judge["name"]) in done:  # `best` resolved at run time
             continue
-        skipped = (run_info.get("finished") or {}).get("skipped_reasons") or {}
-        why = "; ".join(skipped) or "not run yet"
+        why = "; ".join(run_info.skipped_reasons()) or "not run yet"
         missing = table.note(f"configured but no results ({why})")
         table.rows.append([judge["name"], judge.get("reviews", ""), judge.get("model", "")] + [missing] * 9)
     if not table.rows:
@@ -288,7 +253,7 @@ def _same_model(a: str, b: str) -> bool:
     return a == b or Path(a.rstrip("/")).name == Path(b.rstrip("/")).name
 
 
-def _tuned_vs_prompted(rows: Sequence[dict[str, Any]], base_models: dict[str, str]) -> Table:
+def _tuned_vs_prompted(rows: Sequence[MetricRow], base_models: dict[str, str]) -> Table:
     overall = _overall(rows)
     floor, floor_name = _floor_f1(rows)
     table = Table(
@@ -306,30 +271,29 @@ def _tuned_vs_prompted(rows: Sequence[dict[str, Any]], base_models: dict[str, st
         intro="Each tuned judge against the best prompted configuration of the model it was tuned from, and "
         "the best reference judge, on the same examples.",
     )
-    prompted = [r for r in overall if r.get("kind") == "prompted" and not _nan(r["f1"])]
-    for row in [r for r in overall if r.get("kind") == "tuned"]:
-        base = base_models.get(row["judge"], "")
-        same = [r for r in prompted if base and _same_model(r["model"], base)]
+    prompted = [r for r in overall if r.kind == "prompted" and not is_missing(r["f1"])]
+    for row in [r for r in overall if r.kind == "tuned"]:
+        base = base_models.get(row.judge, "")
+        same = [r for r in prompted if base and _same_model(r.model, base)]
         best = max(same, key=lambda r: r["f1"]) if same else None
-        floor_cell = f"{floor_name} {floor:.3f}" if not _nan(floor) else table.note("no reference judge in this run")
+        no_floor = is_missing(floor)
+        floor_cell = f"{floor_name} {floor:.3f}" if not no_floor else table.note("no reference judge in this run")
         if best is None:
             why = "no base model recorded in judge.json" if not base else f"no prompted judge of {base} in this run"
             missing = table.note(why)
-            table.rows.append(
-                [row["judge"], _f1_ci(table, row), base or missing, missing, missing, missing, floor_cell]
-            )
+            table.rows.append([row.judge, f1_cell(table, row), base or missing, missing, missing, missing, floor_cell])
             continue
-        diff = row["f1"] - best["f1"] if not _nan(row["f1"]) else math.nan
-        diff_cell = f"{diff:+.3f}" if not _nan(diff) else table.note("the tuned judge's F1 is undefined")
+        diff = row["f1"] - best["f1"] if not is_missing(row["f1"]) else math.nan
+        diff_cell = f"{diff:+.3f}" if not is_missing(diff) else table.note("the tuned judge's F1 is undefined")
         table.rows.append(
-            [row["judge"], _f1_ci(table, row), base, best["judge"], _f1_ci(table, best), diff_cell, floor_cell]
+            [row.judge, f1_cell(table, row), base, best.judge, f1_cell(table, best), diff_cell, floor_cell]
         )
     if not table.rows:
         table.rows.append(["(none)"] + [table.note("the run recipe has no tuned judges (`tuned:`)")] * 6)
     return table
 
 
-def _agreement(rows: Sequence[dict[str, Any]], deterministic: dict[str, bool]) -> Table:
+def _agreement(rows: Sequence[MetricRow], deterministic: dict[str, bool]) -> Table:
     table = Table(
         "agreement",
         "Agreement across repeats",
@@ -339,47 +303,60 @@ def _agreement(rows: Sequence[dict[str, Any]], deterministic: dict[str, bool]) -
     )
     for row in _overall(rows):
         mean, sd = row.get("f1_repeat_mean"), row.get("f1_repeat_std")
-        if _nan(mean):
-            spread = table.note(f"F1 over repeats: {row['reasons'].get('f1_repeat_mean', 'undefined')}")
-        elif _nan(sd):
-            spread = f"{mean:.3f} " + table.note(f"sd: {row['reasons'].get('f1_repeat_std', 'undefined')}")
+        if is_missing(mean):
+            spread = table.note(f"F1 over repeats: {row.reason('f1_repeat_mean', 'undefined')}")
+        elif is_missing(sd):
+            spread = f"{mean:.3f} " + table.note(f"sd: {row.reason('f1_repeat_std', 'undefined')}")
         else:
             spread = f"{mean:.3f} ± {sd:.3f}"
-        repeats = f"{row['repeats']}" + (" (computed once)" if deterministic.get(row["judge"]) else "")
+        repeats = f"{row['repeats']}" + (" (computed once)" if deterministic.get(row.judge) else "")
         table.rows.append(
-            [_display(row), repeats, _pct(table, row, "percent_agreement"), _num(table, row, "fleiss_kappa"), spread]
+            [
+                _display(row),
+                repeats,
+                percent_cell(table, row, "percent_agreement"),
+                number_cell(table, row, "fleiss_kappa"),
+                spread,
+            ]
         )
     return table
 
 
-def _computed_once(rows: Sequence[dict[str, Any]], recorded: dict[str, bool]) -> dict[str, bool]:
+def _computed_once(rows: Sequence[MetricRow], recorded: dict[str, bool]) -> dict[str, bool]:
     """Per judge in ``rows``, whether it was computed once: a review only if its reviewer and first judge were.
 
     The run records a second-level entry under its recipe name (``best+review:M``); its results carry
     the resolved one (``m/score+review:M``).
     """
     once = dict(recorded)
-    for name in {r["judge"] for r in rows} - set(recorded):
-        first, sep, reviewer = name.rpartition("+review:")
-        reviews = [v for k, v in recorded.items() if sep and k.endswith(sep + reviewer)]
-        once[name] = bool(reviews) and all(reviews) and recorded.get(first, False)
+    for name in {r.judge for r in rows} - set(recorded):
+        parsed = JudgeName.parse(name)
+        same_reviewer = [k for k in recorded if parsed.is_review and JudgeName.parse(k).reviewer == parsed.reviewer]
+        reviews = [recorded[k] for k in same_reviewer]
+        once[name] = bool(reviews) and all(reviews) and recorded.get(parsed.first, False)
     return once
 
 
+def _as_rows(rows: Sequence[MetricRow | Mapping[str, Any]]) -> list[MetricRow]:
+    return [r if isinstance(r, MetricRow) else MetricRow.from_dict(r) for r in rows]
+
+
 def build_tables(
-    rows: Sequence[dict[str, Any]], sl_rows: Sequence[dict[str, Any]], run_info: dict[str, Any]
+    rows: Sequence[MetricRow | Mapping[str, Any]],
+    sl_rows: Sequence[MetricRow | Mapping[str, Any]],
+    run_info: RunInfo | Mapping[str, Any],
 ) -> list[Table]:
     """Every report table from metric rows (:func:`evaluation.metrics.compute_metric_rows`)."""
-    categories = sorted({r["category"] for r in rows} - {ALL})
-    judges = run_info.get("judges", [])
-    deterministic = _computed_once(rows, {j["name"]: bool(j.get("deterministic")) for j in judges})
-    base_models = {j["name"]: j.get("base_model", "") for j in judges if j.get("kind") == "tuned"}
+    rows, sl_rows = _as_rows(rows), _as_rows(sl_rows)
+    info = run_info if isinstance(run_info, RunInfo) else RunInfo.from_dict(run_info)
+    categories = sorted({r.category for r in rows} - {ALL})
+    deterministic = _computed_once(rows, info.deterministic())
     return [
         _headline(rows, deterministic),
         _model_prompt(rows),
         _by_category(rows, categories),
-        _second_level(sl_rows, run_info),
-        _tuned_vs_prompted(rows, base_models),
+        _second_level(sl_rows, info),
+        _tuned_vs_prompted(rows, info.base_models()),
         _agreement(rows, deterministic),
         _coverage(rows, categories),
     ]
@@ -396,7 +373,7 @@ def _csv_value(value: Any) -> Any:
     return value
 
 
-def _write_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+def _write_csv(rows: Sequence[MetricRow], path: Path) -> Path:
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns and k not in _CSV_SKIP]
@@ -414,21 +391,22 @@ margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:ri
 {text-align:left}thead{background:#f3f3f3}.notes{font-size:.85em;color:#555}img{max-width:100%;margin:1em 0}"""
 
 
-def _summary_lines(run_info: dict[str, Any], records: Sequence[dict[str, Any]]) -> list[str]:
-    data = run_info.get("data", {})
+def _summary_lines(run_info: RunInfo, records: Sequence[JudgmentRecord]) -> list[str]:
+    data = run_info.data
     counts = data.get("counts", {})
+    unknown = "?"
     lines = [
-        f"Run **{run_info.get('name', '?')}**: {len(records)} judgments, "
-        f"{len({r['judge'] for r in records})} judges, split `{data.get('split', '?')}`, "
-        f"repeats {run_info.get('repeats', '?')}, seed {run_info.get('seed', '?')}.",
+        f"Run **{run_info.name or unknown}**: {len(records)} judgments, "
+        f"{len({r.judge for r in records})} judges, split `{data.get('split', unknown)}`, "
+        f"repeats {_or(run_info.repeats)}, seed {_or(run_info.seed)}.",
     ]
     if counts:
         lines.append("Examples per category: " + ", ".join(f"{c} {n}" for c, n in counts.items()) + ".")
-    if counts and run_info.get("repeats"):
-        expected = sum(counts.values()) * int(run_info["repeats"])
+    if counts and run_info.repeats:
+        expected = sum(counts.values()) * int(run_info.repeats)
         per_judge: dict[str, int] = {}
         for r in records:
-            per_judge[r["judge"]] = per_judge.get(r["judge"], 0) + 1
+            per_judge[r.judge] = per_judge.get(r.judge, 0) + 1
         short = {j: n for j, n in sorted(per_judge.items()) if n < expected}
         if short:
             lines.append(
@@ -436,7 +414,7 @@ def _summary_lines(run_info: dict[str, Any], records: Sequence[dict[str, Any]]) 
                 + ", ".join(f"{j} {n} of {expected}" for j, n in short.items())
                 + "."
             )
-    finished = run_info.get("finished")
+    finished = run_info.finished
     if finished:
         lines.append(
             f"Last run: judged {finished.get('judged', 0)}, invalid {finished.get('invalid', 0)}, refusal "
@@ -446,22 +424,34 @@ def _summary_lines(run_info: dict[str, Any], records: Sequence[dict[str, Any]]) 
     return lines
 
 
-def write_report(run_dir: str | Path, *, wandb_project: str | None = None) -> list[Path]:
+def _or(value: Any) -> Any:
+    return "?" if value is None else value
+
+
+def read_run_info(folder: Path) -> RunInfo:
+    """``run.json`` of a run folder (a folder without one is named after itself)."""
+    run_file = folder / "run.json"
+    if not run_file.is_file():
+        return RunInfo(name=folder.name)
+    return RunInfo.from_dict(json.loads(run_file.read_text("utf-8")))
+
+
+def write_report(run_dir: str | Path, *, wandb_project: str | None = None) -> Report:
     """Write the report files of a run folder (and log them to W&B when a project is given).
 
     Returns:
-        The paths written: report.md, report.html, metrics.csv, second_level.csv and the plots.
+        The :class:`Report`: its tables and the paths written (report.md, report.html, metrics.csv,
+        second_level.csv and the plots).
     """
     folder = Path(run_dir)
-    records = read_results(folder)
-    run_file = folder / "run.json"
-    run_info = json.loads(run_file.read_text("utf-8")) if run_file.is_file() else {"name": folder.name}
-    n_boot, seed = int(run_info.get("n_boot", 1000)), int(run_info.get("seed", 0))
+    records = read_records(folder)
+    run_info = read_run_info(folder)
+    n_boot, seed = run_info.boot, run_info.report_seed
     rows = compute_metric_rows(records, n_boot=n_boot, seed=seed)
     sl_rows = compute_second_level_rows(records, n_boot=n_boot, seed=seed)
     tables = build_tables(rows, sl_rows, run_info)
-    if wants_transfer_table(run_info.get("data", {})):
-        tables.insert(1, transfer_table(records, run_info["data"], n_boot=n_boot, seed=seed))
+    if wants_transfer_table(run_info.data):
+        tables.insert(1, transfer_table(records, run_info.data, n_boot=n_boot, seed=seed))
     written = [_write_csv(rows, folder / "metrics.csv")]
     if sl_rows:
         written.append(_write_csv(sl_rows, folder / "second_level.csv"))
@@ -476,60 +466,28 @@ def write_report(run_dir: str | Path, *, wandb_project: str | None = None) -> li
         "Reliability diagram": "no judge in this run gives P(positive)",
     }
     summary = _summary_lines(run_info, records)
-    md = [f"# Judge evaluation: {run_info.get('name', folder.name)}", "", *summary, ""]
+    title = run_info.name or folder.name
+    md = [f"# Judge evaluation: {title}", "", *summary, ""]
     md += [t.to_markdown() for t in tables]
     md += ["## Plots", ""]
-    for title, path in plots.items():
-        md.append(f"![{title}]({path.name})" if path else f"{title}: not drawn ({plot_notes[title]}).")
+    for name, path in plots.items():
+        md.append(f"![{name}]({path.name})" if path else f"{name}: not drawn ({plot_notes[name]}).")
         md.append("")
     (folder / "report.md").write_text("\n".join(md), "utf-8")
-    body = [f"<h1>Judge evaluation: {html.escape(str(run_info.get('name', folder.name)))}</h1>"]
+    body = [f"<h1>Judge evaluation: {html.escape(str(title))}</h1>"]
     body += [f"<p>{html.escape(line.replace('**', ''))}</p>" for line in summary]
     body += [t.to_html() for t in tables]
     body.append("<h2>Plots</h2>")
-    for title, path in plots.items():
+    for name, path in plots.items():
         body.append(
-            f'<figure><img src="{path.name}" alt="{html.escape(title)}"><figcaption>{html.escape(title)}</figcaption>'
+            f'<figure><img src="{path.name}" alt="{html.escape(name)}"><figcaption>{html.escape(name)}</figcaption>'
             "</figure>"
             if path
-            else f"<p>{html.escape(title)}: not drawn ({html.escape(plot_notes[title])}).</p>"
+            else f"<p>{html.escape(name)}: not drawn ({html.escape(plot_notes[name])}).</p>"
         )
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>Judge evaluation</title><style>{_CSS}</style>"
     (folder / "report.html").write_text(page + "</head><body>" + "\n".join(body) + "</body></html>\n", "utf-8")
     written = [folder / "report.md", folder / "report.html", *written, *[p for p in plots.values() if p]]
     if wandb_project:
-        _log_wandb(wandb_project, folder, run_info, rows, tables, plots)
-    return written
-
-
-def _log_wandb(
-    project: str,
-    folder: Path,
-    run_info: dict[str, Any],
-    rows: Sequence[dict[str, Any]],
-    tables: Sequence[Table],
-    plots: dict[str, Path | None],
-) -> None:
-    """Log every table (under ``report/<key>``), the plots and a summary of F1 per judge to W&B."""
-    import wandb
-
-    config = {k: run_info.get(k) for k in ("name", "repeats", "seed", "categories", "data")}
-    run = wandb.init(project=project, name=f"report-{run_info.get('name', folder.name)}", dir=str(folder),
-                     job_type="eval-report", config=config, reinit="finish_previous")  # fmt: skip
-    try:
-        for table in tables:
-            run.log({f"report/{table.key}": wandb.Table(columns=table.headers, data=table.rows)})
-        columns = [k for k in rows[0] if k not in _CSV_SKIP] if rows else []
-        data = [[_csv_value(row.get(k)) if not isinstance(row.get(k), float) or not math.isnan(row[k]) else None
-                 for k in columns] for row in rows]  # fmt: skip
-        run.log({"report/metrics": wandb.Table(columns=columns, data=data)})
-        for title, path in plots.items():
-            if path:
-                run.log({f"plots/{path.stem}": wandb.Image(str(path), caption=title)})
-        for row in rows:
-            if row["category"] == ALL and not _nan(row["f1"]):
-                run.summary[f"f1/{row['judge']}"] = row["f1"]
-                if not _nan(row["f1_ci_low"]):
-                    run.summary[f"f1_ci/{row['judge']}"] = [row["f1_ci_low"], row["f1_ci_high"]]
-    finally:
-        run.finish()
+        log_report(wandb_project, folder, run_info, rows, tables, plots)
+    return Report(tables=tables, paths=written, rows=rows)

@@ -36,31 +36,23 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from evaluation import registry
 from evaluation.judges import JudgeResult, build_judge
-from evaluation.metrics import compute_metric_rows
-from evaluation.run_recipe import (
-    BEST,
-    Job,
-    JudgeEntry,
-    RunRecipe,
-    RunRecipeError,
-    check_recipe,
-    expand_judges,
-    load_run_recipe,
-    plan,
-    resolve_path,
-    reviewer_name,
-)
+from evaluation.metric_rows import compute_metric_rows
+from evaluation.plan import Cell, JudgeEntry, check_recipe, expand_judges, plan, reviewer_name
+from evaluation.records import JudgeName, JudgmentRecord, RunInfo
+from evaluation.run_recipe import BEST, RunRecipe, RunRecipeError, load_run_recipe, resolve_path
 from evaluation.scale import ScaleDown
 from evaluation.store import ResultStore, record_key
 from recipes.categories import Category, load_category
+from recipes.readers import read_jsonl_rows
 from recipes.schema import DataError, validate_example
 from recipes.splits import subsample_stratified
 
 
 __all__ = [
     "RUN_FILE",
-    "Job",
+    "Cell",
     "RunData",
     "RunRecipeError",
     "RunSummary",
@@ -114,12 +106,12 @@ class RunSummary:
             text += " | skipped: " + "; ".join(f"{n} × {why}" for why, n in self.skipped_reasons.items())
         return text
 
-    def count(self, records: Sequence[dict[str, Any]]) -> None:
+    def count(self, records: Sequence[JudgmentRecord]) -> None:
         """Add newly written records to the counts."""
         self.judged += len(records)
         for record in records:
-            if record["status"] in ("invalid", "refusal", "error"):
-                setattr(self, record["status"], getattr(self, record["status"]) + 1)
+            if record.status in ("invalid", "refusal", "error"):
+                setattr(self, record.status, getattr(self, record.status) + 1)
 
     def skip(self, n: int, reason: str) -> None:
         """Count ``n`` items left unjudged, with the reason."""
@@ -134,17 +126,7 @@ class RunSummary:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    examples = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(str(path), number, "<line>", "a JSON object", error.msg) from error
-            examples.append(validate_example(row, str(path), number))
-    return examples
+    return [validate_example(row, str(path), number) for number, row in read_jsonl_rows(path)]
 
 
 def _load_splits(recipe: RunRecipe, data_root: str | Path | None) -> tuple[list[dict], list[dict], dict, dict | None]:
@@ -246,26 +228,12 @@ def _safe_judge(judge: Any, batch: list[dict], category: Category, repeat: int, 
         return out
 
 
-def _record(entry: JudgeEntry, result: JudgeResult, example: dict, category: str, repeat: int) -> dict[str, Any]:
-    record = dataclasses.asdict(result)
-    record.update(
-        judge=entry.name,
-        kind=entry.kind,
-        model=entry.spec.model,
-        prompt=entry.spec.prompt,
-        backend=entry.spec.backend,
-        category=category,
-        example_id=str(example["id"]),
-        repeat=repeat,
-        human_label=int(example["label"]),
-        group=str(example.get("group") or example["id"]),
-        source=str(example.get("source") or ""),
-    )
-    if entry.reviews:
-        record["reviews"] = entry.reviews
-    if isinstance(record.get("p_positive"), float) and not math.isfinite(record["p_positive"]):
-        record["p_positive"] = None
-    return record
+def _record(entry: JudgeEntry, result: JudgeResult, example: dict, category: str, repeat: int) -> JudgmentRecord:
+    spec = entry.spec
+    return JudgmentRecord.from_result(
+        result, judge=entry.name, kind=entry.kind, model=spec.model, prompt=spec.prompt, backend=spec.backend,
+        category=category, example=example, repeat=repeat, reviews=entry.reviews,
+    )  # fmt: skip
 
 
 class _Runner:
@@ -298,8 +266,8 @@ class _Runner:
         """Examples missing in at least one of ``repeats``, once each (a judge computed once fills them all)."""
         return list({str(e["id"]): e for r in repeats for e in self.missing(entry, category, r)}.values())
 
-    def write(self, records: list[dict[str, Any]]) -> None:
-        written = [r for r in records if not self.done(record_key(r))]
+    def write(self, records: list[JudgmentRecord]) -> None:
+        written = [r for r in records if not self.done(r.key)]
         self.store.append(written)
         self.summary.count(written)
         self.bar.update(len(written))
@@ -425,23 +393,23 @@ def _check_previous(run_file: Path, judges: list[dict[str, Any]], data_info: dic
     """Refuse to mix results of different judges (or different data) under the same names."""
     if not run_file.is_file():
         return {}
-    previous = json.loads(run_file.read_text("utf-8"))
-    before = {j["name"]: j for j in previous.get("judges", [])}
+    previous = RunInfo.from_dict(json.loads(run_file.read_text("utf-8")))
+    before = {j["name"]: j for j in previous.judges}
     for judge in judges:
         old = before.get(judge["name"])
         if old and any(old.get(k) != judge.get(k) for k in _SPEC_KEYS):
             changed = [k for k in _SPEC_KEYS if old.get(k) != judge.get(k)]
             raise DataError(str(run_file), None, f"judges.{judge['name']}", "the same settings as the stored run "
                             "(use another --out for a changed judge)", {k: judge.get(k) for k in changed})  # fmt: skip
-    old_hash, new_hash = previous.get("data", {}).get("recipe_hash"), data_info.get("recipe_hash")
+    old_hash, new_hash = previous.data.get("recipe_hash"), data_info.get("recipe_hash")
     if old_hash and new_hash and old_hash != new_hash:
         raise DataError(str(run_file), None, "data", f"the data the run started with (hash {old_hash})", new_hash)
-    return previous
+    return previous.to_dict()
 
 
-def _write_run_file(path: Path, payload: dict[str, Any]) -> None:
+def _write_run_file(path: Path, info: RunInfo) -> None:
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
+    tmp.write_text(json.dumps(info.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
     tmp.replace(path)
 
 
@@ -468,9 +436,10 @@ def run_eval(
     for i, entry in enumerate(entries):
         options = dict(entry.spec.options)
         changed = False
-        if entry.spec.backend != "reference" and "seed" not in options:
+        backend, kind = registry.backend(entry.spec.backend), registry.judge_kind(entry.kind)
+        if backend.takes_seed and "seed" not in options:
             options["seed"], changed = recipe.seed, True
-        if entry.kind in ("prompted", "second_level") and data.budget and "budget" not in options:
+        if kind.sees_data_budget and backend.takes_budget and data.budget and "budget" not in options:
             options["budget"], changed = dict(data.budget), True  # prompted judges see what tuned ones saw
         if changed:
             entries[i] = dataclasses.replace(entry, spec=dataclasses.replace(entry.spec, options=options))
@@ -480,17 +449,17 @@ def run_eval(
     with ResultStore.open(out) as store:
         previous = _check_previous(run_file, [_spec_view(e) for e in entries], data.info)
         choices: dict[str, str] = dict(previous.get("second_level_choice", {}))
-        payload = {
-            "name": recipe.name,
-            "recipe": dataclasses.asdict(recipe),
-            "data": data.info,
-            "categories": list(data.examples),
-            "repeats": recipe.repeats,
-            "seed": recipe.seed,
-            "n_boot": recipe.n_boot,
-            "judges": [_spec_view(e) for e in entries],
-            "second_level_choice": choices,
-        }
+        payload = RunInfo(
+            name=recipe.name,
+            recipe=dataclasses.asdict(recipe),
+            data=data.info,
+            categories=list(data.examples),
+            repeats=recipe.repeats,
+            seed=recipe.seed,
+            n_boot=recipe.n_boot,
+            judges=[_spec_view(e) for e in entries],
+            second_level_choice=choices,
+        )
         _write_run_file(run_file, payload)
         summary = RunSummary(name=recipe.name, store=str(store.path))
         per_item = sum(len(v) for v in data.examples.values()) * recipe.repeats
@@ -511,7 +480,7 @@ def run_eval(
                 if target == BEST:
                     target = choices.get(entry.name) or _best_prompted(store.records(), prompted)
                     choices[entry.name] = target
-                    payload["second_level_choice"] = choices
+                    payload.second_level_choice = choices
                     _write_run_file(run_file, payload)
                     logger.info("second level %s reviews the best prompted judge: %s", entry.name, target)
                 resolved = dataclasses.replace(
@@ -521,8 +490,8 @@ def run_eval(
         finally:
             bar.close()
         summary.total = len(store)
-    payload["finished"] = {k: v for k, v in dataclasses.asdict(summary).items() if k != "skipped_reasons"}
-    payload["finished"]["skipped_reasons"] = summary.skipped_reasons
+    payload.finished = {k: v for k, v in dataclasses.asdict(summary).items() if k != "skipped_reasons"}
+    payload.finished["skipped_reasons"] = summary.skipped_reasons
     _write_run_file(run_file, payload)
     return summary
 
@@ -530,7 +499,7 @@ def run_eval(
 def _resolved_name(entry: JudgeEntry, target: str) -> str:
     if entry.reviews != BEST:
         return entry.name
-    return entry.name.replace(f"{BEST}+review:", f"{target}+review:", 1)
+    return str(JudgeName.parse(entry.name).reviewing(target))
 
 
 def _already_done(

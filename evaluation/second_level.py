@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 from evaluation.backends.base import Completion, PromptJudge
 from evaluation.judges import Judge, JudgeResult, JudgeSpec, build_judge, short_model_name
+from evaluation.metrics import count_flips
+from evaluation.records import JudgeName
 from recipes.categories import Category
 from recipes.prompts import RenderedPrompt, render_prompt, render_review_prompt
 from recipes.verdict import Review, parse_review, render_review, render_target
@@ -59,7 +61,7 @@ class SecondLevelJudge:
         if built.template.answer != "review":
             raise ValueError(f"{built.name}: a reviewer needs the second_level template, got {built.template.name!r}")
         self.reviewer = built
-        self.name = f"{first.name}+review:{short_model_name(reviewer_spec.model)}"
+        self.name = str(JudgeName.review(first.name, short_model_name(reviewer_spec.model)))
 
     def _first_prompts(self, examples: list[dict], category: Category, exemplars: list[dict] | None) -> list:
         if isinstance(self.first, PromptJudge):
@@ -152,24 +154,17 @@ def summarize_flips(results: Sequence[JudgeResult], human_labels: Sequence[int])
     ``rescued``: an invalid/refused first answer given a label by the reviewer (``rescued_right``
     of them correct); ``unreadable``: reviews that could not be read; ``skipped``: first-level errors.
     """
-    counts = dict.fromkeys(
-        ("reviewed", "flips", "fixed", "broken", "rescued", "rescued_right", "unreadable", "skipped"), 0
+    counts = dict.fromkeys(("reviewed", "unreadable", "skipped"), 0)
+    for result in results:
+        status = (result.review or {}).get("status")
+        counts["skipped" if status == "skipped" else "reviewed"] += 1
+        counts["unreadable"] += int(status not in ("ok", "skipped"))
+    flips = count_flips(
+        list(human_labels),
+        [(r.review or {}).get("first_label", r.label) for r in results],
+        [(r.review or {}).get("first_status", r.status) for r in results],
+        [r.label for r in results],
+        [r.status for r in results],
     )
-    for result, truth in zip(results, human_labels):
-        review = result.review or {}
-        status = review.get("status")
-        if status == "skipped":
-            counts["skipped"] += 1
-            continue
-        counts["reviewed"] += 1
-        if status != "ok":
-            counts["unreadable"] += 1
-            continue
-        first = review.get("first_label")
-        if review.get("flipped"):
-            counts["flips"] += 1
-            counts["fixed" if result.label == truth else "broken"] += 1
-        elif first is None and result.label is not None:
-            counts["rescued"] += 1
-            counts["rescued_right"] += int(result.label == truth)
-    return counts
+    order = ("reviewed", "flips", "fixed", "broken", "rescued", "rescued_right", "unreadable", "skipped")
+    return {key: (counts | flips)[key] for key in order}

@@ -3,8 +3,8 @@
 A judge is used on other people's transcripts. Its score on the test split of the sources it was trained
 on says little about that; its score on a source held out of training entirely (another victim, attack,
 annotator) says more, and the gap between the two is what a user should expect to lose on their own
-data. Rows in, :class:`~evaluation.report.Table` out; every number comes from
-:func:`evaluation.metrics.compute_binary_metrics`, the same implementation as the rest of the report.
+data. Records in, :class:`~evaluation.tables.Table` out; every row is
+:func:`evaluation.metric_rows.compute_metric_rows` on the slice's records, the rest of the report's numbers.
 
 The held-out sources of a category are the data card's ``test_sources`` where the run recorded them,
 otherwise the evaluated sources that no training row came from (``data.sources`` in ``run.json``).
@@ -17,8 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evaluation.metrics import compute_binary_metrics
-from evaluation.tables import Table
+from evaluation import registry
+from evaluation.metric_rows import compute_metric_rows
+from evaluation.records import JudgmentRecord, MetricRow, as_record
+from evaluation.tables import Table, f1_cell, number_cell
 
 
 __all__ = [
@@ -42,7 +44,7 @@ class SliceMetrics:
     category: str
     rows: str  # IN_SOURCE or the held-out source's name
     sources: tuple[str, ...]  # the sources pooled in this slice
-    metrics: dict[str, Any]
+    metrics: MetricRow
     f1_gap: float = math.nan  # held-out minus in-source; NaN for the in-source slice itself
     auroc_gap: float = math.nan
 
@@ -74,22 +76,10 @@ def wants_transfer_table(data_info: Mapping[str, Any]) -> bool:
     return many or any(held_out_sources(data_info).values())
 
 
-def _slice_metrics(items: Sequence[Mapping[str, Any]], n_boot: int, seed: int) -> dict[str, Any]:
-    # The conventions of evaluation.metrics.compute_metric_rows: repeats pooled, the bootstrap resamples
-    # whole groups (all repeats of an example, all rows of a question move together), a review's own
-    # P(positive) does not count.
-    items = sorted(items, key=lambda r: (str(r["example_id"]), int(r["repeat"])))
-    metrics = compute_binary_metrics(
-        [r["human_label"] for r in items],
-        [r["label"] for r in items],
-        [r["status"] for r in items],
-        [None if r.get("kind") == "second_level" else r.get("p_positive") for r in items],
-        [f"{r['category']}:{r.get('group') or r['example_id']}" for r in items],
-        n_boot=n_boot,
-        seed=seed,
-    )
-    metrics["n_examples"] = len({str(r["example_id"]) for r in items})
-    return metrics
+def _slice_metrics(items: Sequence[JudgmentRecord], category: str, n_boot: int, seed: int) -> MetricRow:
+    # The report's own rows, on this slice's records: repeats pooled, the bootstrap resampling whole groups.
+    rows = compute_metric_rows(items, n_boot=n_boot, seed=seed)
+    return next(r for r in rows if r.category == category)
 
 
 def _gap(held: float, base: float) -> float:
@@ -97,7 +87,7 @@ def _gap(held: float, base: float) -> float:
 
 
 def transfer_metrics(
-    records: Sequence[Mapping[str, Any]],
+    records: Sequence[JudgmentRecord | Mapping[str, Any]],
     held_out: Mapping[str, Sequence[str]],
     *,
     n_boot: int = 1000,
@@ -107,39 +97,27 @@ def transfer_metrics(
 
     Records without a ``source`` (stores written before it was recorded) count as in-source.
     """
-    by_key: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for record in records:
-        by_key.setdefault((record["judge"], record["category"]), []).append(record)
+    by_key: dict[tuple[str, str], list[JudgmentRecord]] = {}
+    for record in map(as_record, records):
+        by_key.setdefault((record.judge, record.category), []).append(record)
     out: list[SliceMetrics] = []
     for (judge, category), items in sorted(by_key.items()):
-        kind = str(items[0].get("kind", ""))
+        kind = items[0].kind
         held = list(held_out.get(category, []))
-        inside = [r for r in items if (r.get("source") or "") not in held]
-        base = _slice_metrics(inside, n_boot, seed) if inside else None
+        inside = [r for r in items if r.source not in held]
+        base = _slice_metrics(inside, category, n_boot, seed) if inside else None
         if base is not None:
-            names = tuple(sorted({r.get("source") or "?" for r in inside}))
+            names = tuple(sorted({r.source or "?" for r in inside}))
             out.append(SliceMetrics(judge, kind, category, IN_SOURCE, names, base))
         for source in held:
-            rows = [r for r in items if r.get("source") == source]
+            rows = [r for r in items if r.source == source]
             if not rows:
                 continue
-            metrics = _slice_metrics(rows, n_boot, seed)
+            metrics = _slice_metrics(rows, category, n_boot, seed)
             f1_gap = _gap(metrics["f1"], base["f1"]) if base else math.nan
             auroc_gap = _gap(metrics["auroc"], base["auroc"]) if base else math.nan
             out.append(SliceMetrics(judge, kind, category, source, (source,), metrics, f1_gap, auroc_gap))
     return out
-
-
-def _cell(table: Table, metrics: Mapping[str, Any], key: str) -> str:
-    value = metrics.get(key)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return table.note(f"{key}: {metrics.get('reasons', {}).get(key, 'undefined')}")
-    if key != "f1":
-        return f"{value:.3f}"
-    low, high = metrics.get("f1_ci_low"), metrics.get("f1_ci_high")
-    if low is None or math.isnan(low) or math.isnan(high):
-        return f"{value:.3f} " + table.note(f"95% interval: {metrics.get('reasons', {}).get('f1_ci_low', '')}")
-    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def _gap_cell(table: Table, value: float, what: str, has_base: bool) -> str:
@@ -151,7 +129,11 @@ def _gap_cell(table: Table, value: float, what: str, has_base: bool) -> str:
 
 
 def transfer_table(
-    records: Sequence[Mapping[str, Any]], data_info: Mapping[str, Any], *, n_boot: int = 1000, seed: int = 0
+    records: Sequence[JudgmentRecord | Mapping[str, Any]],
+    data_info: Mapping[str, Any],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> Table:
     """The report table: per judge and category, in-source test rows, then each held-out source with its gap."""
     held = held_out_sources(data_info)
@@ -164,7 +146,7 @@ def transfer_table(
         "gave no row to training or validation. The gap is held-out minus in-source: what to expect to lose on "
         f"data the judge never saw. Held-out sources: {listed}.",
     )
-    order = {"tuned": 0, "second_level": 1, "prompted": 2, "guard": 3, "reference": 4}
+    order = registry.report_order()
     slices = transfer_metrics(records, held, n_boot=n_boot, seed=seed)
     slices.sort(key=lambda s: (order.get(s.kind, 9), s.judge, s.category, s.rows != IN_SOURCE, s.rows))
     has_base = {(s.judge, s.category): False for s in slices} | {
@@ -180,8 +162,8 @@ def transfer_table(
                 s.rows if in_source else f"held out: {s.rows}",
                 ", ".join(s.sources),
                 str(s.metrics["n_examples"]),
-                _cell(table, s.metrics, "f1"),
-                _cell(table, s.metrics, "auroc"),
+                f1_cell(table, s.metrics),
+                number_cell(table, s.metrics, "auroc"),
                 "-" if in_source else _gap_cell(table, s.f1_gap, "F1", has_base[(s.judge, s.category)]),
                 "-" if in_source else _gap_cell(table, s.auroc_gap, "AUROC", has_base[(s.judge, s.category)]),
             ]

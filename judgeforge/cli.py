@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 
@@ -217,8 +218,8 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``judgeforge`` console script."""
+def dispatch(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and run its command; errors propagate (what :func:`main` reports)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = make_parser()
     args, rest = parser.parse_known_args(argv)
@@ -228,6 +229,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return args.handler(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``judgeforge`` console script.
+
+    Bad input and configuration (``DataError`` and other ``ValueError``, a missing or unreadable
+    file, malformed YAML) are one line on stderr and exit code 2; Ctrl-C is exit code 130. The
+    traceback is printed too with ``--log-level DEBUG``; anything else is a bug and raises.
+    """
+    import yaml
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    level = argparse.ArgumentParser(add_help=False)
+    level.add_argument("--log-level", default="INFO")
+    debug = level.parse_known_args(argv)[0].log_level.upper() == "DEBUG"
+    try:
+        return dispatch(argv)
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print("judgeforge: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, yaml.YAMLError) as error:
+        if debug:
+            traceback.print_exc()
+        print(f"judgeforge: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

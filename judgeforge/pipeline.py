@@ -190,7 +190,8 @@ def _fit_lora_layers(config: str, model: str) -> list[str]:
 
     from recipes.models import resolve_model
 
-    total = AutoConfig.from_pretrained(resolve_model(model)).get_text_config().num_hidden_layers
+    config = AutoConfig.from_pretrained(resolve_model(model), trust_remote_code=False)
+    total = config.get_text_config().num_hidden_layers
     return ["--lora_layers", str(total)] if layers > total else []
 
 
@@ -210,15 +211,12 @@ def _run_training(stage: TrainStage, argv: list[str]) -> None:
         raise RuntimeError(f"training failed (exit {result.returncode}): {' '.join(command)}")
 
 
-def _headline(report_md: Path) -> str:
-    """The first table of the report (the headline), as printed Markdown."""
-    lines = report_md.read_text(encoding="utf-8").splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
-    if start is None:
-        return ""
-    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
-    heading = next((lines[i] for i in range(start, -1, -1) if lines[i].startswith("#")), "")
-    return "\n".join([heading, *lines[start:end]])
+def _headline(report: Any) -> str:
+    """The headline table of the :class:`evaluation.report.Report` just written, as printed Markdown.
+
+    It comes from the report's own table, not from reading ``report.md`` back.
+    """
+    return report.headline()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -253,7 +251,8 @@ def _describe_training(config: str, model: str | None) -> str:
 
 
 def _dry_run(job: JobRecipe, out: Path, data_root: str | None, scale: ScaleDown) -> int:
-    from evaluation.run_recipe import load_run_recipe, plan
+    from evaluation.plan import plan
+    from evaluation.run_recipe import load_run_recipe
     from recipes.builders import build_datasets, load_data_recipe
     from training.sft import make_parser
 
@@ -299,6 +298,19 @@ def _dry_run(job: JobRecipe, out: Path, data_root: str | None, scale: ScaleDown)
 # ----------------------------------------------------------------------------------------------
 
 
+def check_folder_names(job: JobRecipe) -> None:
+    """Job and stage names become folders (``runs/<job>``, ``<out>/judges/<stage>``): none may leave them.
+
+    Raises:
+        DataError: a name that is empty, ``.``/``..``, holds a path separator or ``..``, or is padded.
+    """
+    named = [("name", job.name)] + [(f"train[{i}].name", stage.name) for i, stage in enumerate(job.train)]
+    for field_name, name in named:
+        text = str(name)
+        if text in ("", ".") or ".." in text or any(c in text for c in "/\\\0") or text != text.strip():
+            raise DataError(job.path, None, field_name, "a plain folder name (no '/', '\\' or '..')", name)
+
+
 def run_pipeline(
     recipe: str | None = None,
     *,
@@ -321,6 +333,7 @@ def run_pipeline(
 
     scale = scale or ScaleDown()
     job = load_job_recipe(recipe or DEFAULT_JOB)
+    check_folder_names(job)
     out = Path(out_dir or Path("runs") / job.name)
     if dry_run:
         return _dry_run(job, out, data_root, scale)
@@ -369,9 +382,9 @@ def run_pipeline(
 
     step += 1
     _banner(step, total, "report")
-    paths = write_report(out / "eval")
-    report_md = next((p for p in paths if p.name == "report.md"), out / "eval" / "report.md")
-    print(_headline(report_md))
+    report = write_report(out / "eval")
+    report_md = report.markdown
+    print(_headline(report))
     minutes = (time.monotonic() - started) / 60
     print(f"\nreport: {report_md}\n        {report_md.with_suffix('.html')}\ndone in {minutes:.1f} min")
     return 0

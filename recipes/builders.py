@@ -264,6 +264,59 @@ def build_datasets(
     return BuiltData(eval=eval_data, sft=sft_data, card=card, splits=splits, resolved_recipe=resolved_recipe)
 
 
+# What ``datasets`` writes into a saved DatasetDict folder; anything else there is someone else's.
+_SAVED_TOP, _SAVED_SPLIT = {"dataset_dict.json"}, ("data-*.arrow", "cache-*.arrow", "dataset_info.json", "state.json")
+
+
+def _foreign_file(folder: Path) -> Path | None:
+    """A file under a saved DatasetDict ``folder`` that ``save_to_disk`` did not write, if any."""
+    for path in sorted(folder.iterdir()):
+        if path.is_dir():
+            for inner in sorted(path.iterdir()):
+                if inner.is_dir() or not any(inner.match(pattern) for pattern in _SAVED_SPLIT):
+                    return inner
+        elif path.name not in _SAVED_TOP:
+            return path
+    return None
+
+
+def _check_out_dir(out: Path) -> None:
+    """Refuse an ``--out`` where writing would replace or delete what a build did not write.
+
+    A new or empty folder is fine; so is an earlier build's output (it has a readable data card),
+    whose ``eval/`` and ``sft/`` are replaced only when they hold nothing but ``datasets`` files.
+    """
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise DataError(str(out), None, "--out", "a folder", "a file")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return
+    try:
+        DataCard.read(out)
+    except (DataError, ValueError, TypeError):
+        expected = "an empty or new folder, or one an earlier `judgeforge data build` wrote (with its data card)"
+        raise DataError(str(out), None, "--out", expected, f"a folder holding {entries[:8]}") from None
+    for name in ("eval", "sft"):
+        if (out / name).is_dir() and (foreign := _foreign_file(out / name)) is not None:
+            expected = f"only what `data build` wrote in {name}/ (it is replaced; move this file elsewhere)"
+            raise DataError(str(out), None, "--out", expected, str(foreign.relative_to(out)))
+
+
+def _check_splits(built: BuiltData, recipe_path: str | Path) -> None:
+    """Every split written must hold an example: ``datasets`` cannot read an empty split back."""
+    for folder, data in (("eval", built.eval), ("sft", built.sft)):
+        for split, rows in data.items():
+            if len(rows) == 0:
+                counts = ", ".join(f"{c} {sum(n[split].values())}" for c, n in sorted(built.card.counts.items()))
+                expected = (
+                    f"at least one example in {folder}/{split} (datasets cannot read an empty split back: "
+                    "give the split a larger fraction, or the categories more rows)"
+                )
+                raise DataError(str(recipe_path), None, f"splits.{split}", expected, f"0 ({counts})")
+
+
 def build_from_file(
     recipe_path: str | Path,
     out_dir: str | Path,
@@ -276,6 +329,8 @@ def build_from_file(
     recipe = load_data_recipe(recipe_path)
     built = build_datasets(recipe, data_root=data_root, on_bad_row=on_bad_row, categories_dirs=categories_dirs)
     out = Path(out_dir)
+    _check_splits(built, recipe_path)
+    _check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     for name, data in (("eval", built.eval), ("sft", built.sft)):
         if (out / name).exists():

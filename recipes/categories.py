@@ -17,7 +17,7 @@ import yaml
 from recipes.schema import DataError
 
 
-__all__ = ["BUILTIN_DIR", "Category", "Exemplar", "list_categories", "load_category", "load_categories"]
+__all__ = ["BUILTIN_DIR", "Category", "Exemplar", "list_categories", "load_category"]
 
 BUILTIN_DIR = Path(__file__).parent / "categories"
 _WORD = re.compile(r"^[A-Z][A-Z_]{1,30}$")
@@ -150,8 +150,3 @@ def load_category(name: str, extra_dirs: list[str | Path] | None = None) -> Cate
             raise DataError("<categories>", None, "category", f"one of: {known}", name)
     with open(path, encoding="utf-8") as handle:
         return _parse(yaml.safe_load(handle), path)
-
-
-def load_categories(names: list[str] | None = None, extra_dirs: list[str | Path] | None = None) -> list[Category]:
-    """Load the named categories, or all of them, checking every name before returning."""
-    return [load_category(n, extra_dirs) for n in (names or list_categories(extra_dirs))]

@@ -14,17 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 
-__all__ = ["ChoiceError", "choice_token_ids", "render_chat"]
+__all__ = ["ChoiceError", "choice_token_ids"]
 
 
 class ChoiceError(ValueError):
     """The answer choices cannot be told apart by their first token."""
-
-
-def render_chat(tokenizer: Any, messages: list[dict[str, str]], answer_prefix: str = "") -> str:
-    """The judge's input text: the chat template with the assistant turn opened, plus the prefix."""
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return text + answer_prefix
 
 
 def choice_token_ids(tokenizer: Any, answer_prefix: str, choices: Sequence[str], probe: str = "x") -> list[int]:

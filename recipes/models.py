@@ -87,16 +87,18 @@ def _convert(alias: str, spec: ModelAlias, target: Path) -> None:
         )
     folder = Path(next(iter(found.submodule_search_locations)))
     logger.info("converting %s from %s (once; cached in %s)", alias, folder / spec.gguf_file, target)
-    loaded = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=spec.gguf_file, dtype=torch.float32)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        str(folder), gguf_file=spec.gguf_file, dtype=torch.float32, trust_remote_code=False
+    )
     # The weights come out de-quantized, but the model still carries the GGUF quantizer, which
     # refuses to save: rebuild a plain model from the same config and move the weights across.
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, trust_remote_code=False)
     model.load_state_dict(loaded.state_dict())
     model.generation_config = loaded.generation_config
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=spec.gguf_file)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=spec.gguf_file, trust_remote_code=False)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Write into a temporary sibling and rename, so a crash or a concurrent caller never sees half a model.
     staging = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=target.parent))

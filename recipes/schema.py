@@ -18,6 +18,7 @@ import datasets
 __all__ = [
     "FEATURES",
     "DataError",
+    "check_prompt",
     "example_id",
     "prompt_text",
     "validate_example",
@@ -29,8 +30,10 @@ FEATURES = datasets.Features(
     {
         "id": datasets.Value("string"),
         "category": datasets.Value("string"),
-        # A string, or a list of chat messages stored as JSON text (Arrow has no union type).
+        # A string, or a list of chat messages stored as JSON text (Arrow has no union type) ...
         "prompt": datasets.Value("string"),
+        # ... and which of the two it is ("text" or "messages"): never guessed from the content.
+        "prompt_format": datasets.Value("string"),
         "response": datasets.Value("string"),
         "label": datasets.Value("int8"),
         "annotations": datasets.Sequence(datasets.Value("int8")),
@@ -80,6 +83,19 @@ def _check_messages(value: Any, file: str, row: int | str | None) -> list[dict[s
     return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
+def check_prompt(value: Any, file: str, row: int | str | None) -> str | list[dict[str, str]]:
+    """A victim prompt: a non-empty string or a non-empty list of chat messages (for builds and ``judge``).
+
+    Raises:
+        DataError: the prompt is empty or not that shape.
+    """
+    if isinstance(value, str):
+        if not value.strip():
+            raise DataError(file, row, "prompt", "a non-empty string or a non-empty list of chat messages", value)
+        return value
+    return _check_messages(value, file, row)
+
+
 def validate_example(row: Mapping[str, Any], file: str = "<memory>", row_number: int | str | None = None) -> dict:
     """Check one example and return it normalised (id filled in, optional fields defaulted).
 
@@ -90,12 +106,7 @@ def validate_example(row: Mapping[str, Any], file: str = "<memory>", row_number:
         value = row.get(name)
         if not isinstance(value, str) or not value.strip():
             raise DataError(file, row_number, name, "a non-empty string", value)
-    prompt = row.get("prompt")
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise DataError(file, row_number, "prompt", "a non-empty string", prompt)
-    else:
-        prompt = _check_messages(prompt, file, row_number)
+    prompt = check_prompt(row.get("prompt"), file, row_number)
     label = row.get("label")
     if isinstance(label, bool) or label not in (0, 1):
         raise DataError(file, row_number, "label", "0 or 1 (1 = the finding is present)", label)
@@ -132,15 +143,21 @@ def to_arrow_row(example: Mapping[str, Any]) -> dict:
     return {
         **example,
         "prompt": prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False),
+        "prompt_format": "text" if isinstance(prompt, str) else "messages",
         "context": json.dumps(example.get("context") or {}, ensure_ascii=False),
         "meta": json.dumps(example.get("meta") or {}, ensure_ascii=False),
     }
 
 
 def from_arrow_row(row: Mapping[str, Any]) -> dict:
-    """Decode a row stored with :data:`FEATURES` back into the in-memory example."""
-    prompt = row["prompt"]
-    if prompt.startswith('[{"role"'):
+    """Decode a row stored with :data:`FEATURES` back into the in-memory example.
+
+    ``prompt_format`` says whether the prompt is text or chat messages; only data built before it
+    existed (no such column) falls back to reading a ``[{"role"`` prefix as messages.
+    """
+    row = dict(row)
+    prompt, kind = row["prompt"], row.pop("prompt_format", None)
+    if kind == "messages" or (kind is None and prompt.startswith('[{"role"')):
         prompt = json.loads(prompt)
     return {
         **row,

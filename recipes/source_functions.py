@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from recipes.readers import ERROR_KEY, read_csv, resolve_path, text_key
 from recipes.schema import DataError
+from recipes.source_config import SOURCE_FUNCTIONS, SourceConfig, register_source_function
 
-
-if TYPE_CHECKING:
-    from recipes.sources import SourceConfig
 
 __all__ = [
     "SOURCE_FUNCTIONS",
@@ -30,20 +26,6 @@ __all__ = [
     "truthfulqa_answers",
 ]
 
-SourceFunction = Callable[..., list[dict]]
-SOURCE_FUNCTIONS: dict[str, SourceFunction] = {}
-
-
-def register_source_function(name: str) -> Callable[[SourceFunction], SourceFunction]:
-    """Register ``fn(rows, *, source, data_root, file) -> rows`` under ``name``."""
-
-    def decorator(fn: SourceFunction) -> SourceFunction:
-        SOURCE_FUNCTIONS[name] = fn
-        return fn
-
-    return decorator
-
-
 _PLACEHOLDER = "[INSERT PROMPT HERE]"
 
 
@@ -52,6 +34,8 @@ def _read_index_csv(path: Path, key: str, text: str, source: SourceConfig) -> di
         raise DataError(source.origin, source.where, "options", f"an existing file {path}", str(path))
     table: dict[int, str] = {}
     for number, row in enumerate(read_csv(path), start=1):
+        if ERROR_KEY in row:
+            raise row[ERROR_KEY]
         try:
             table[int(row[key])] = row[text]
         except (KeyError, TypeError, ValueError) as error:

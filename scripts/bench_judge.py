@@ -108,7 +108,8 @@ def run_naive(loaded, examples: list[dict], category, prompt: str, budget, max_n
     """One example at a time, ``generate`` of the whole verdict JSON; returns verdicts by id and tokens."""
     import torch
 
-    from evaluation.backends.hf import render_judge_input, stop_token_ids
+    from evaluation.backends.hf_loading import stop_token_ids
+    from recipes.chat import render_chat
     from recipes.prompts import render_prompt
     from recipes.verdict import parse_verdict
 
@@ -119,7 +120,7 @@ def run_naive(loaded, examples: list[dict], category, prompt: str, budget, max_n
         for example in examples:
             rendered = render_prompt(prompt, category, example, budget=budget)
             answer_prefix = rendered.template.answer_prefix
-            text = render_judge_input(tokenizer, rendered.messages, answer_prefix)
+            text = render_chat(tokenizer, rendered.messages, answer_prefix)
             ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
             out = model.generate(
                 input_ids=ids,
@@ -132,7 +133,9 @@ def run_naive(loaded, examples: list[dict], category, prompt: str, budget, max_n
             new = out[0, ids.shape[1] :]
             tokens += ids.shape[1] + max(len(new) - 1, 0)
             answer = answer_prefix + tokenizer.decode(new, skip_special_tokens=True)
-            results[example["id"]] = parse_verdict(answer, category.positive, category.negative)
+            results[example["id"]] = parse_verdict(
+                answer, category.positive, category.negative, verdict_first=rendered.template.verdict_first
+            )
             bar.update(1)
     return results, tokens
 

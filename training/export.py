@@ -60,10 +60,10 @@ def _merge(run_dir: Path, out_dir: Path, card: JudgeCard) -> None:
 
     base = resolve_model(card.base_model)
     logger.info("merging the adapter in %s into %s", run_dir, base)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype="auto")
+    model = AutoModelForCausalLM.from_pretrained(base, dtype="auto", trust_remote_code=False)
     merged = PeftModel.from_pretrained(model, str(run_dir)).merge_and_unload()
     merged.save_pretrained(str(out_dir))
-    AutoTokenizer.from_pretrained(str(run_dir)).save_pretrained(str(out_dir))
+    AutoTokenizer.from_pretrained(str(run_dir), trust_remote_code=False).save_pretrained(str(out_dir))
     if (run_dir / "README.md").is_file():
         shutil.copy2(run_dir / "README.md", out_dir / "README.md")
 

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, matthews_corrcoef, precision_recall_fscore_support, roc_auc_score
 
-from recipes.choices import ChoiceError, choice_token_ids, render_chat
+from recipes.chat import render_chat
+from recipes.choices import ChoiceError, choice_token_ids
 from recipes.verdict import VERDICT_PREFIX
 from training.lm_head import supports_answer_only_head
 

@@ -13,15 +13,15 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from evaluation.judges import JudgeResult, JudgeSpec
+from evaluation.backends.options import CommonOptions, PromptOptions, options_from
+from evaluation.types import JudgeResult, JudgeSpec
 from recipes.categories import Category
 from recipes.prompts import FieldBudget, JudgeTemplate, RenderedPrompt, load_template, render_prompt
 from recipes.verdict import parse_score, parse_verdict, render_target
 
 
-__all__ = ["Completion", "PromptJudge", "budget_from_options", "read_choice_probs", "read_completion"]
+__all__ = ["Completion", "PromptJudge", "read_choice_probs", "read_completion"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +87,11 @@ def read_completion(
         )
     template, category = prompt.template, prompt.category
     if template.answer == "score":
-        verdict = parse_score(completion.text, template.score_threshold)
+        verdict = parse_score(completion.text, template.score_threshold, verdict_first=template.verdict_first)
     else:
-        verdict = parse_verdict(completion.text, category.positive, category.negative)
+        verdict = parse_verdict(
+            completion.text, category.positive, category.negative, verdict_first=template.verdict_first
+        )
     status = "ok" if verdict.valid else verdict.reason
     p_positive = completion.p_positive if verdict.valid else None
     if verdict.valid and threshold is not None and p_positive is not None:
@@ -111,9 +113,11 @@ def read_completion(
 class PromptJudge:
     """A judge made of a prompt template and a backend that completes rendered prompts.
 
-    Subclasses implement :meth:`complete`. A tuned judge passes the verdict words, template, budget
-    and decision threshold its ``judge.json`` recorded.
+    Subclasses implement :meth:`complete` and name their typed options in ``options_class``. A tuned
+    judge passes the verdict words, template, budget and decision threshold its ``judge.json`` recorded.
     """
+
+    options_class: type[PromptOptions] = PromptOptions
 
     def __init__(
         self,
@@ -124,16 +128,18 @@ class PromptJudge:
         budget: FieldBudget | None = None,
         threshold: float | None = None,
         thresholds: dict[str, float] | None = None,
+        options: CommonOptions | None = None,
     ):
         self.spec = spec
         self.name = spec.name
+        self.options = options_from(self.options_class, options or spec.options, "<judge spec>")
         chosen = template if template is not None else spec.prompt
         self.template = chosen if isinstance(chosen, JudgeTemplate) else load_template(chosen)
         self.verdict_words = verdict_words or {}
-        self.budget = budget or budget_from_options(spec.options)
+        self.budget = budget or self.options.budget or FieldBudget()
         self.threshold = threshold
         self.thresholds = dict(thresholds or {})  # per category, over `threshold`
-        self.seed = int(spec.options.get("seed", 0))
+        self.seed = self.options.seed
 
     # -- what a backend implements ---------------------------------------------------------------
 
@@ -182,32 +188,12 @@ class PromptJudge:
         if len(completions) != len(good):
             raise RuntimeError(f"{self.name}: backend returned {len(completions)} answers for {len(good)} prompts")
         by_index = dict(zip(good, completions))
-        threshold = self.thresholds.get(category.name, self.threshold)
         results = []
         for i, example in enumerate(examples):
             ident = str(example.get("id", i))
             if i not in by_index:
                 results.append(JudgeResult(ident, None, "error", error=rendered[i]))
             else:
+                threshold = self.thresholds.get(category.name, self.threshold)
                 results.append(read_completion(ident, rendered[i], by_index[i], threshold))
         return results
-
-
-def budget_from_options(options: dict[str, Any]) -> FieldBudget:
-    """The per-field budget a spec asks for (``options.budget``), checked; the default otherwise."""
-    budget = options.get("budget")
-    if budget is None:
-        return FieldBudget()
-    if isinstance(budget, FieldBudget):
-        return budget
-    if not isinstance(budget, dict):
-        raise ValueError(
-            f"<judge spec>: field 'options.budget': expected a mapping of FieldBudget fields, got {budget!r}"
-        )
-    known = {f.name for f in dataclasses.fields(FieldBudget)}
-    unknown = sorted(set(budget) - known)
-    if unknown:
-        raise ValueError(
-            f"<judge spec>: field 'options.budget.{unknown[0]}': expected one of {sorted(known)}, got {unknown[0]!r}"
-        )
-    return FieldBudget(**budget)

@@ -18,7 +18,8 @@ import json
 from typing import Any
 
 from evaluation.backends.base import Completion, PromptJudge
-from evaluation.judges import JudgeResult, JudgeSpec
+from evaluation.backends.options import FakeOptions
+from evaluation.types import JudgeResult, JudgeSpec
 from recipes.categories import Category
 from recipes.prompts import RenderedPrompt
 from recipes.verdict import render_review, render_target
@@ -30,13 +31,15 @@ __all__ = ["FakeJudge"]
 class FakeJudge(PromptJudge):
     """Answers from a script (see the module docstring)."""
 
+    options_class = FakeOptions
+
     def __init__(self, spec: JudgeSpec):
         super().__init__(spec)
-        outputs = spec.options.get("outputs")
+        outputs = self.options.outputs
         self._by_id: dict[str, Any] = dict(outputs) if isinstance(outputs, dict) else {}
         self._sequence = itertools.cycle(outputs) if isinstance(outputs, list) and outputs else None
-        self.default = spec.options.get("default", "oracle")
-        self.flip = {str(i) for i in spec.options.get("flip", [])}
+        self.default = self.options.default
+        self.flip = {str(i) for i in self.options.flip}
         self.calls: list[dict[str, Any]] = []
         self._labels: dict[str, int] = {}
 

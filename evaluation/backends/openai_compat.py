@@ -31,7 +31,8 @@ from typing import Any
 import httpx
 
 from evaluation.backends.base import Completion, PromptJudge
-from evaluation.judges import JudgeSpec
+from evaluation.backends.options import OpenAIOptions
+from evaluation.types import JudgeSpec
 from recipes.prompts import RenderedPrompt
 
 
@@ -40,11 +41,14 @@ __all__ = ["OpenAIJudge", "p_positive_from_logprobs", "response_schema"]
 logger = logging.getLogger(__name__)
 
 _RETRY_STATUS = {408, 409, 429}
+# An auth header (or key field) echoed in an error body: its value is redacted before the text is kept.
+_AUTH_VALUE = re.compile(
+    r"((?:proxy-)?authorization|x-api-key|api[-_]key|access[-_]token)([\"']?\s*[:=]\s*[\"']?)"
+    r"(?:(bearer|basic|token)\s+)?[^\s\"',;}]+",
+    re.IGNORECASE,
+)
+_BEARER = re.compile(r"\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
 _FIELD_START = {"verdict": re.compile(r'"verdict"\s*:\s*"'), "score": re.compile(r'"score"\s*:\s*"?')}
-
-
-class _Rejected(Exception):
-    """The server rejected an optional request feature (structured output or logprobs)."""
 
 
 def response_schema(prompt: RenderedPrompt) -> dict[str, Any]:
@@ -98,8 +102,8 @@ def p_positive_from_logprobs(content: str, tokens: list[dict[str, Any]], prompt:
     """P(positive) from the top alternatives at the token where the verdict (or score) begins.
 
     ``tokens`` is ``choices[0].logprobs.content``: one ``{token, logprob, top_logprobs}`` per
-    generated token. The last verdict field wins, as in the parser. Returns None when the
-    alternatives hold neither choice.
+    generated token. The field read is the one the parser reads: the first for a verdict-first
+    template, the last for a reasoning-first one. Returns None when the alternatives hold neither choice.
     """
     answer = prompt.template.answer
     if answer not in _FIELD_START or not tokens:
@@ -107,7 +111,7 @@ def p_positive_from_logprobs(content: str, tokens: list[dict[str, Any]], prompt:
     matches = list(_FIELD_START[answer].finditer(content))
     if not matches:
         return None
-    offset = matches[-1].end()
+    offset = (matches[0] if prompt.template.verdict_first else matches[-1]).end()
     position = 0
     for entry in tokens:
         token = str(entry.get("token", ""))
@@ -137,26 +141,23 @@ def p_positive_from_logprobs(content: str, tokens: list[dict[str, Any]], prompt:
 class OpenAIJudge(PromptJudge):
     """A judge served over HTTP (see the module docstring for its options)."""
 
+    options_class = OpenAIOptions
+
     def __init__(self, spec: JudgeSpec):
         super().__init__(spec)
-        options = spec.options
-        self.base_url = str(options.get("base_url", "https://api.openai.com/v1")).rstrip("/")
-        self.model_name = str(options.get("model", spec.model))
-        self.api_key_env = str(options.get("api_key_env", "OPENAI_API_KEY"))
-        self.concurrency = max(1, int(options.get("concurrency", spec.batch_size)))
-        self.timeout_s = float(options.get("timeout_s", 60.0))
-        self.max_retries = int(options.get("max_retries", 5))
-        self.backoff_s = float(options.get("backoff_s", 1.0))
-        self.max_backoff_s = float(options.get("max_backoff_s", 60.0))
-        self.response_format = str(options.get("response_format", "json_schema"))
-        if self.response_format not in ("json_schema", "json_object", "none"):
-            raise ValueError(
-                "<judge spec>: field 'options.response_format': expected json_schema, json_object or none, "
-                f"got {self.response_format!r}"
-            )
-        self.logprobs = bool(options.get("logprobs", True))
-        self.top_logprobs = int(options.get("top_logprobs", 5))
-        self.extra_body = dict(options.get("extra_body") or {})
+        options = self.options
+        self.base_url = options.base_url.rstrip("/")
+        self.model_name = options.model if options.model is not None else spec.model
+        self.api_key_env = options.api_key_env
+        self.concurrency = max(1, options.concurrency if options.concurrency is not None else spec.batch_size)
+        self.timeout_s = options.timeout_s
+        self.max_retries = options.max_retries
+        self.backoff_s = options.backoff_s
+        self.max_backoff_s = options.max_backoff_s
+        self.response_format = options.response_format
+        self.logprobs = options.logprobs
+        self.top_logprobs = options.top_logprobs
+        self.extra_body = dict(options.extra_body)
         self._lock = threading.Lock()
         self._random = random.Random(self.seed)
 
@@ -201,12 +202,26 @@ class OpenAIJudge(PromptJudge):
                 return True
         return False
 
+    def _scrub(self, text: str, limit: int) -> str:
+        """Server text fit to keep: the key and any auth header value redacted, then cut to ``limit``."""
+        key = os.environ.get(self.api_key_env, "")
+        if key:
+            text = text.replace(key, "[redacted]")
+        text = _AUTH_VALUE.sub(
+            lambda m: m.group(1) + m.group(2) + (f"{m.group(3)} " if m.group(3) else "") + "[redacted]", text
+        )
+        return _BEARER.sub(r"\1 [redacted]", text)[:limit]
+
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         if retry_after:
             try:
-                return min(float(retry_after), self.max_backoff_s)
+                seconds = float(retry_after)
             except ValueError:
-                pass  # an HTTP date: fall back to our own backoff
+                seconds = math.nan  # an HTTP date: fall back to our own backoff
+            if math.isfinite(seconds) and seconds >= 0:
+                return min(seconds, self.max_backoff_s)
+            if seconds == math.inf:
+                return self.max_backoff_s
         with self._lock:
             jitter = self._random.uniform(0, self.backoff_s)
         return min(self.backoff_s * 2**attempt + jitter, self.max_backoff_s)
@@ -224,7 +239,7 @@ class OpenAIJudge(PromptJudge):
             except httpx.TimeoutException as error:
                 last = f"timeout after {self.timeout_s:g}s ({type(error).__name__})"
             except httpx.TransportError as error:
-                last = f"connection failed: {type(error).__name__}: {error}"
+                last = f"connection failed: {type(error).__name__}: {self._scrub(str(error), 300)}"
             else:
                 status = response.status_code
                 if status == 200:
@@ -232,8 +247,8 @@ class OpenAIJudge(PromptJudge):
                 if status in (400, 422) and self._drop_feature(body, status):
                     continue
                 if status not in _RETRY_STATUS and status < 500:
-                    return Completion(error=f"HTTP {status}: {response.text[:300]}")
-                last = f"HTTP {status}: {response.text[:200]}"
+                    return Completion(error=f"HTTP {status}: {self._scrub(response.text, 300)}")
+                last = f"HTTP {status}: {self._scrub(response.text, 200)}"
                 retry_after = response.headers.get("retry-after")
             if attempt >= self.max_retries:
                 return Completion(error=f"gave up after {attempt + 1} attempts: {last}")
@@ -250,7 +265,8 @@ class OpenAIJudge(PromptJudge):
             if not isinstance(content, str):
                 raise TypeError(f"content is {type(content).__name__}")
         except (ValueError, KeyError, IndexError, TypeError) as error:
-            return Completion(error=f"malformed response ({type(error).__name__}: {error}): {response.text[:200]}")
+            detail = self._scrub(f"{error}): {response.text}", 300)
+            return Completion(error=f"malformed response ({type(error).__name__}: {detail}")
         usage = data.get("usage") or {}
         tokens = int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
         logprobs = (choice.get("logprobs") or {}).get("content") or []

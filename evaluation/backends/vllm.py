@@ -14,7 +14,9 @@ import math
 from typing import Any
 
 from evaluation.backends.base import Completion, PromptJudge
-from evaluation.judges import JudgeSpec
+from evaluation.backends.options import VLLMOptions
+from evaluation.types import JudgeSpec
+from recipes.chat import render_chat
 from recipes.choices import ChoiceError, choice_token_ids
 from recipes.models import resolve_model
 from recipes.prompts import RenderedPrompt
@@ -37,26 +39,27 @@ def import_vllm() -> Any:
 class VLLMJudge(PromptJudge):
     """A judge run by vLLM in this process."""
 
+    options_class = VLLMOptions
+
     def __init__(self, spec: JudgeSpec):
         vllm = import_vllm()
         super().__init__(spec)
-        options = spec.options
+        options = self.options
         self._vllm = vllm
         self.llm = vllm.LLM(
             model=resolve_model(spec.model),
-            dtype=str(options.get("dtype", "auto")),
+            dtype=options.dtype,
             seed=self.seed,
-            gpu_memory_utilization=float(options.get("gpu_memory_utilization", 0.85)),
-            max_model_len=int(options.get("max_model_len", 8192)),
+            gpu_memory_utilization=options.gpu_memory_utilization,
+            max_model_len=options.max_model_len,
             enable_prefix_caching=True,
+            trust_remote_code=False,
         )
         self.tokenizer = self.llm.get_tokenizer()
-        self.top = int(options.get("logprobs", 20))
+        self.top = options.logprobs
 
     def _text(self, prompt: RenderedPrompt, answer_prefix: str) -> str:
-        from evaluation.backends.hf import render_judge_input
-
-        return render_judge_input(self.tokenizer, prompt.messages, answer_prefix)
+        return render_chat(self.tokenizer, prompt.messages, answer_prefix)
 
     def complete(self, prompts: list[RenderedPrompt], *, seed: int, ids: list[str] | None = None) -> list[Completion]:
         """Read verdicts from top log-probabilities where possible, generate otherwise."""

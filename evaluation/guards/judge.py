@@ -15,34 +15,20 @@ from __future__ import annotations
 import logging
 import math
 
-from evaluation.backends.base import budget_from_options
-from evaluation.backends.hf import load_spec_model, spec_engine, stop_token_ids
+from evaluation.backends.hf_loading import load_spec_model, spec_engine, stop_token_ids
+from evaluation.backends.options import options_from
 from evaluation.guards import llama_guard, shieldgemma
-from evaluation.judges import JudgeResult, JudgeSpec
+from evaluation.guards.options import GUARD_KINDS, GuardOptions, guess_kind
+from evaluation.types import JudgeResult, JudgeSpec
 from recipes.categories import Category
 from recipes.choices import choice_token_ids
-from recipes.prompts import truncate_middle
+from recipes.prompts import FieldBudget, truncate_middle
 from recipes.schema import prompt_text
 
 
 __all__ = ["GUARD_KINDS", "GuardJudge", "guess_kind"]
 
 logger = logging.getLogger(__name__)
-GUARD_KINDS = ("llama_guard", "shieldgemma")
-
-
-def guess_kind(model: str) -> str:
-    """``llama_guard`` or ``shieldgemma`` from a model name.
-
-    Raises:
-        ValueError: when the name says neither.
-    """
-    lowered = model.lower().replace("-", "").replace("_", "")
-    if "llamaguard" in lowered:
-        return "llama_guard"
-    if "shieldgemma" in lowered:
-        return "shieldgemma"
-    raise ValueError(f"<judge spec>: field 'options.kind': expected one of {GUARD_KINDS} for {model!r}, got nothing")
 
 
 class GuardJudge:
@@ -51,22 +37,18 @@ class GuardJudge:
     def __init__(self, spec: JudgeSpec):
         self.spec = spec
         self.name = spec.name
-        options = spec.options
-        self.kind = str(options.get("kind") or guess_kind(spec.model))
-        if self.kind not in GUARD_KINDS:
-            raise ValueError(f"<judge spec>: field 'options.kind': expected one of {GUARD_KINDS}, got {self.kind!r}")
-        self.read = str(options.get("read", "logits"))
-        if self.read not in ("logits", "generate"):
-            raise ValueError(f"<judge spec>: field 'options.read': expected logits or generate, got {self.read!r}")
-        self.threshold = float(options.get("threshold", 0.5))
-        self.strict = str(options.get("codes", "category")) == "strict"
+        self.options = options = options_from(GuardOptions, spec.options, "<judge spec>")
+        self.kind = options.kind or guess_kind(spec.model)
+        self.read = options.read
+        self.threshold = options.threshold
+        self.strict = options.codes == "strict"
         if self.strict and self.read == "logits":
             raise ValueError("<judge spec>: field 'options.codes': 'strict' needs the codes, so set read: generate")
         self.variant = llama_guard.llama_guard_variant(spec.model)
-        self.budget = budget_from_options(options)
-        loaded = load_spec_model(spec)
+        self.budget = options.budget or FieldBudget()
+        loaded = load_spec_model(spec.model, options)
         self.tokenizer = loaded.tokenizer
-        self.engine = spec_engine(loaded, spec)
+        self.engine = spec_engine(loaded, spec.batch_size, options)
         self.stop_ids = stop_token_ids(loaded.tokenizer, loaded.model)
         self._choice_ids: list[int] | None = None
 
@@ -90,8 +72,9 @@ class GuardJudge:
 
     def answer_prefix(self) -> str:
         """What the prompt is followed by before the verdict token."""
-        default = llama_guard.ANSWER_PREFIX if self.kind == "llama_guard" else ""
-        return str(self.spec.options.get("answer_prefix", default))
+        if self.options.answer_prefix is not None:
+            return self.options.answer_prefix
+        return llama_guard.ANSWER_PREFIX if self.kind == "llama_guard" else ""
 
     def choices(self) -> list[str]:
         """The verdict words, positive first."""
@@ -161,7 +144,7 @@ class GuardJudge:
             prefixes=shared,
             max_new_tokens=self.spec.max_new_tokens,
             temperature=self.spec.temperature,
-            seed=int(self.spec.options.get("seed", 0)) + repeat,
+            seed=self.options.seed + repeat,
             stop_ids=self.stop_ids,
         )
         for i, out in zip(good, outs):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from judgeforge.cli import main
+from judgeforge.cli import dispatch as main  # raises; the console entry (main) reports errors
 from recipes.schema import DataError
 
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from evaluation.metrics import compute_metric_rows, compute_second_level_rows
+from evaluation.metric_rows import compute_metric_rows, compute_second_level_rows
 from evaluation.run_recipe import RunRecipeError, load_run_recipe
 from evaluation.runs import run_eval
 from evaluation.store import RESULTS_FILE, read_results, record_key
-from judgeforge.cli import main
+from judgeforge.cli import dispatch as main  # raises; the console entry (main) reports errors
 
 
 _WORDS = re.compile(r'\{"verdict": "([A-Z_]+)"\} or \{"verdict": "([A-Z_]+)"\}')

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from judgeforge.cli import main
+from judgeforge.cli import dispatch as main  # raises; the console entry (main) reports errors
 from recipes.schema import DataError
 
 

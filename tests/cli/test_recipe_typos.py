@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 import evaluation.runs as runs
-from judgeforge.cli import main
+from judgeforge.cli import dispatch as main  # raises; the console entry (main) reports errors
 from recipes.loader import RecipeError
 
 

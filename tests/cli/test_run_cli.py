@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from judgeforge.cli import main
+from judgeforge.cli import dispatch as main  # raises; the console entry (main) reports errors
 from judgeforge.pipeline import DEFAULT_JOB, load_job_recipe
 from recipes.schema import DataError
 

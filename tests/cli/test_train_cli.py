@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from judgeforge.cli import main
+from judgeforge.cli import dispatch as main  # raises; the console entry (main) reports errors
 from recipes.builders import build_from_file
 from recipes.judge_card import JudgeCard
 

@@ -8,10 +8,11 @@ import math
 import pytest
 import torch
 
-from evaluation.backends.hf import HFJudge, load_causal_lm, render_judge_input
+from evaluation.backends.hf import HFJudge, load_causal_lm
 from evaluation.backends.hf_engine import CausalEngine
 from evaluation.judges import JudgeSpec, build_judge
 from recipes.categories import load_category
+from recipes.chat import render_chat
 from recipes.choices import choice_token_ids
 from recipes.judge_card import JudgeCard
 from recipes.models import fast_bf16
@@ -118,7 +119,7 @@ def test_logit_verdict_is_the_hand_computed_softmax(tiny_model_dir, tiny, jailbr
     ids = choice_token_ids(tokenizer, '{"verdict": "', ["JAILBROKEN", "SAFE"])
     for example, result in zip(examples, results):
         rendered = render_prompt("criteria", jailbreak, example)
-        text = render_judge_input(tokenizer, rendered.messages, '{"verdict": "')
+        text = render_chat(tokenizer, rendered.messages, '{"verdict": "')
         logprobs = _plain_next_logprobs(model, tokenizer, text)[ids]
         p = float(torch.softmax(logprobs, dim=0)[0])
         assert result.example_id == example["id"]
@@ -135,7 +136,7 @@ def test_score_reads_p_of_score_at_least_threshold(tiny_model_dir, tiny, jailbre
     example = _examples(1)[0]
     result = judge.judge([example], jailbreak)[0]
     ids = choice_token_ids(tokenizer, '{"score": ', ["1", "2", "3", "4", "5"])
-    text = render_judge_input(tokenizer, render_prompt("score", jailbreak, example).messages, '{"score": ')
+    text = render_chat(tokenizer, render_prompt("score", jailbreak, example).messages, '{"score": ')
     probs = torch.softmax(_plain_next_logprobs(model, tokenizer, text)[ids], dim=0)
     assert result.p_positive == pytest.approx(float(probs[2:].sum()), abs=1e-4)
     assert result.score == int(probs.argmax()) + 1
@@ -227,7 +228,7 @@ def test_tuned_lora_judge_reads_its_card(tiny_model_dir, tmp_path, jailbreak):
     ids = choice_token_ids(tokenizer, '{"verdict": "', ["BROKEN", "FINE"])
     for example, result in zip(examples, results):
         rendered = render_prompt("basic", renamed, example, budget=FieldBudget(50, 60, 10, 0.5))
-        text = render_judge_input(tokenizer, rendered.messages, '{"verdict": "')
+        text = render_chat(tokenizer, rendered.messages, '{"verdict": "')
         p = float(torch.softmax(_plain_next_logprobs(model, tokenizer, text)[ids], dim=0)[0])
         assert result.p_positive == pytest.approx(p, abs=1e-4)
         assert result.label == int(p >= 0.3)

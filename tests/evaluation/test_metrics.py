@@ -7,16 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from evaluation.metrics import (
-    bootstrap_f1_ci,
-    compute_agreement,
-    compute_binary_metrics,
-    compute_metric_rows,
-    compute_second_level,
-    compute_second_level_rows,
-    effective_predictions,
-    fleiss_kappa,
-)
+from evaluation.metric_rows import compute_agreement, compute_metric_rows, compute_second_level_rows, fleiss_kappa
+from evaluation.metrics import bootstrap_f1_ci, compute_binary_metrics, compute_second_level, effective_predictions
 
 
 # Table A: ten examples, five positive, five negative.

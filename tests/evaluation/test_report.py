@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.metrics import compute_metric_rows, compute_second_level_rows
+from evaluation.metric_rows import compute_metric_rows, compute_second_level_rows
 from evaluation.report import build_tables, write_report
 from evaluation.run_recipe import parse_run_recipe
 from evaluation.runs import run_eval

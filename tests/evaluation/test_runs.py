@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 import evaluation.runs as runs
-from evaluation.metrics import compute_metric_rows
+from evaluation.metric_rows import compute_metric_rows
+from evaluation.plan import plan
 from evaluation.report import write_report
-from evaluation.run_recipe import RunRecipeError, load_run_recipe, parse_run_recipe, plan
+from evaluation.run_recipe import RunRecipeError, load_run_recipe, parse_run_recipe
 from evaluation.runs import run_eval, run_eval_file
 from evaluation.scale import ScaleDown, scale_down
 from evaluation.store import RESULTS_FILE, read_results, record_key

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import evaluation.run_recipe as run_recipe
+import evaluation.plan as plan_module
 import evaluation.runs as runs
 from evaluation.run_recipe import parse_run_recipe
 from evaluation.scale import ScaleDown
@@ -38,7 +38,7 @@ def test_the_empty_scale_down_changes_nothing_and_bad_flags_are_refused(tmp_path
 
 def test_run_eval_takes_a_ready_recipe_and_checks_the_plan_once(tmp_path, monkeypatch):
     calls = []
-    check = run_recipe.check_recipe
+    check = plan_module.check_recipe
     monkeypatch.setattr(runs, "check_recipe", lambda *a, **k: calls.append(a[0].name) or check(*a, **k))
     summary = runs.run_eval(ScaleDown(limit=2).apply(_recipe(tmp_path)), tmp_path / "out")
     assert calls == ["once"]
@@ -48,11 +48,11 @@ def test_run_eval_takes_a_ready_recipe_and_checks_the_plan_once(tmp_path, monkey
 
 def test_dry_run_plan_checks_once_with_the_data_categories(tmp_path, monkeypatch):
     calls = []
-    check = run_recipe.check_recipe
-    monkeypatch.setattr(run_recipe, "check_recipe", lambda *a, **k: calls.append(a[1:]) or check(*a, **k))
-    cells = run_recipe.plan(_recipe(tmp_path), ["jailbreak"], data_categories=["jailbreak", "over_refusal"])
+    check = plan_module.check_recipe
+    monkeypatch.setattr(plan_module, "check_recipe", lambda *a, **k: calls.append(a[1:]) or check(*a, **k))
+    cells = plan_module.plan(_recipe(tmp_path), ["jailbreak"], data_categories=["jailbreak", "over_refusal"])
     assert calls == [(["jailbreak", "over_refusal"],)] and len(cells) == 3 * 1 * 2
     assert {type(c).__name__ for c in cells} == {"Cell"}
     bad = _recipe(tmp_path, categories=["malware"])
     with pytest.raises(DataError, match="a category present in the data"):
-        run_recipe.plan(bad, data_categories=["jailbreak"])
+        plan_module.plan(bad, data_categories=["jailbreak"])

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from recipes.choices import render_chat
+from recipes.chat import render_chat
 from recipes.verdict import VERDICT_PREFIX
 from training.callbacks import VerdictMetricsCallback
 from training.data import load_sft_data
