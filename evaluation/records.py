@@ -75,6 +75,7 @@ class JudgmentRecord:
     prompt: str = ""
     backend: str = ""
     group: str = ""
+    source: str = ""  # the example's source (one of a mixture's); "" in stores written before it was kept
     p_positive: float | None = None
     raw: str = ""
     explanation: str = ""
@@ -98,7 +99,8 @@ class JudgmentRecord:
         return cls(
             judge=judge, category=category, example_id=str(example["id"]), repeat=repeat,
             human_label=int(example["label"]), kind=kind, model=model, prompt=prompt, backend=backend,
-            group=str(example.get("group") or example["id"]), p_positive=p_positive, reviews=reviews or None,
+            group=str(example.get("group") or example["id"]), source=str(example.get("source") or ""),
+            p_positive=p_positive, reviews=reviews or None,
             **{k: v for k, v in values.items() if k != "example_id"},
         )  # fmt: skip
 
@@ -115,7 +117,7 @@ class JudgmentRecord:
         out = {name: getattr(self, name) for name in _RESULT_FIELDS}
         out.update(judge=self.judge, kind=self.kind, model=self.model, prompt=self.prompt, backend=self.backend,
                    category=self.category, example_id=self.example_id, repeat=self.repeat,
-                   human_label=self.human_label, group=self.group)  # fmt: skip
+                   human_label=self.human_label, group=self.group, source=self.source)  # fmt: skip
         if self.reviews:
             out["reviews"] = self.reviews
         return out | self.extra

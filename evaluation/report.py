@@ -36,6 +36,7 @@ from evaluation.records import JudgeName, JudgmentRecord, MetricRow, RunInfo
 from evaluation.report_wandb import log_report
 from evaluation.store import read_records
 from evaluation.tables import Report, Table, f1_cell, is_missing, number_cell, percent_cell
+from evaluation.transfer import transfer_table, wants_transfer_table
 
 
 __all__ = ["Report", "Table", "build_tables", "read_run_info", "write_report"]
@@ -449,6 +450,8 @@ def write_report(run_dir: str | Path, *, wandb_project: str | None = None) -> Re
     rows = compute_metric_rows(records, n_boot=n_boot, seed=seed)
     sl_rows = compute_second_level_rows(records, n_boot=n_boot, seed=seed)
     tables = build_tables(rows, sl_rows, run_info)
+    if wants_transfer_table(run_info.data):
+        tables.insert(1, transfer_table(records, run_info.data, n_boot=n_boot, seed=seed))
     written = [_write_csv(rows, folder / "metrics.csv")]
     if sl_rows:
         written.append(_write_csv(sl_rows, folder / "second_level.csv"))

@@ -142,11 +142,12 @@ def _load_splits(recipe: RunRecipe, data_root: str | Path | None) -> tuple[list[
         folder = resolve_path(data.dir, recipe.path)
         card = DataCard.read(folder)
         train = load_examples(folder, "train") if card.total("train") else []
-        info = {"source": "dir", "dir": str(folder), "recipe_hash": card.recipe_hash}
+        info = {"source": "dir", "dir": str(folder), "recipe_hash": card.recipe_hash, "test_sources": card.held_out}
         return load_examples(folder, recipe.split), train, info, card.budget
     path = resolve_path(data.recipe or "", recipe.path)
     built = build_datasets(load_data_recipe(path), data_root=data_root, categories_dirs=recipe.categories_dirs or None)
     info = {"source": "recipe", "recipe": str(path), "recipe_hash": built.card.recipe_hash}
+    info["test_sources"] = built.card.held_out
     return built.splits[recipe.split], built.splits["train"], info, built.card.budget
 
 
@@ -182,6 +183,13 @@ def load_run_data(recipe: RunRecipe, *, data_root: str | Path | None = None) -> 
         "train_counts": {c: sum(e["category"] == c for e in train) for c in categories},
         "dropped_by_limit": dropped,
         "limit": recipe.limit,
+        "sources": {
+            c: {
+                "train": sorted({str(e.get("source") or "") for e in train if e["category"] == c}),
+                "evaluated": sorted({str(e.get("source") or "") for e in examples[c]}),
+            }
+            for c in categories
+        },
     }
     return RunData(examples=examples, train=train, info=info, budget=budget)
 
@@ -284,7 +292,15 @@ class _Runner:
             self.bar.update(pending)
             return
         repeats = range(self.recipe.repeats)
+        # A tuned judge answers only the categories it was tuned on (e.g. one tuned on GPTFuzz alone, in a run
+        # of several categories): the rest are skipped and counted, not judged with words it never learnt.
+        tuned_on = getattr(judge, "verdict_words", None) if entry.kind == "tuned" else None
         for name, category in self.categories.items():
+            if tuned_on and name not in tuned_on:
+                left = sum(len(self.missing(entry, name, r)) for r in repeats)
+                self.summary.skip(left, f"{entry.name} was not tuned on {name}")
+                self.bar.update(left)
+                continue
             kwargs = self.judge_kwargs(entry, name)
             if entry.deterministic():
                 todo = sorted(self.missing_in_any(entry, name, repeats), key=lambda e: str(e["id"]))

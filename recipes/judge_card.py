@@ -39,6 +39,8 @@ class JudgeCard:
             renders it the same way.
         robustness: the judge's figures under victim-side attacks, when measured
             (:meth:`with_robustness`): clean F1, F1 and flip rate per attack, on which split.
+        thresholds: per-category thresholds chosen on each category's validation rows; a category
+            not listed uses ``threshold``.
     """
 
     base_model: str
@@ -51,12 +53,17 @@ class JudgeCard:
     threshold: float = 0.5
     render: str = "plain"
     robustness: dict[str, Any] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
     judgeforge_version: str = "0.1.0"
 
     @property
     def categories(self) -> list[str]:
         """The categories the judge was trained on."""
         return sorted(self.verdict_words)
+
+    def threshold_for(self, category: str) -> float:
+        """The decision threshold of ``category``: its own where one was chosen, else the global one."""
+        return float(self.thresholds.get(category, self.threshold))
 
     def field_budget(self) -> FieldBudget:
         """The training-time budget as a :class:`FieldBudget`."""

@@ -113,6 +113,17 @@ class VerdictMetricsCallback(TrainerCallback):
             return 0.5, 0.0
         return best_threshold([p.label for p in self.probes], self.last.p_positive, metric)
 
+    def thresholds_by_category(self, metric: str = "mcc") -> dict[str, float]:
+        """Per category, the ``metric``-maximising threshold on that category's rows of the last evaluation."""
+        if self.last is None:
+            return {}
+        out = {}
+        for category in sorted({p.category for p in self.probes}):
+            chosen = [i for i, p in enumerate(self.probes) if p.category == category]
+            labels = [self.probes[i].label for i in chosen]
+            out[category] = best_threshold(labels, [self.last.p_positive[i] for i in chosen], metric)[0]
+        return out
+
     def write_verdicts(self, path: str | Path) -> Path:
         """Write the last evaluation's per-row P(positive) as JSON Lines (id, category, label, p_positive, reason)."""
         path = Path(path)

@@ -40,6 +40,11 @@ class JudgeArguments:
         categories: train only on these categories (default: every category in the data set).
         categories_dirs: extra folders of category YAML files, for categories that are not built in.
         train_rows: use at most this many training rows (a fixed, seeded subsample; CPU runs).
+        sources: train (and validate) only on rows of these sources: a judge tuned on one source of a
+            mixture, the baseline a mixture judge must beat on sources neither saw.
+        balance: how the ``train_rows`` budget is spread: ``category`` (round-robin over categories) or
+            ``source_label`` (round-robin over category x source x label cells, so a mixture's small
+            sources and its rarer label are not drowned by the large ones).
 
     Parameters that control the model:
         lora_layers: put LoRA adapters on the top N transformer layers only. The backward pass then
@@ -60,6 +65,8 @@ class JudgeArguments:
         eval_loss: also compute the loss on the same subset (one more forward pass per evaluation).
         tune_threshold: after training, choose the P(positive) threshold that maximises
             ``threshold_metric`` on the subset and record it in ``judge.json``.
+        threshold_per_category: also choose one threshold per category on its own validation rows
+            (categories differ in base rate and in how sure the judge is); ``judge.json`` keeps both.
         threshold_metric: ``mcc`` (default: on few rows the F1-best threshold tends to call everything
             positive) or ``f1`` (the metric judges are ranked by, for a validation split of a few hundred rows).
 
@@ -82,6 +89,16 @@ class JudgeArguments:
     )
     train_rows: int | None = field(
         default=None, metadata={"help": "Use at most this many training rows (fixed seeded subsample)."}
+    )
+    sources: list[str] | None = field(
+        default=None, metadata={"help": "Train and validate only on rows of these sources (default: all)."}
+    )
+    balance: str = field(
+        default="category",
+        metadata={
+            "help": "Spread `train_rows` over categories ('category') or category x source x label ('source_label').",
+            "choices": ["category", "source_label"],
+        },
     )
     lora_layers: int | None = field(
         default=None,
@@ -116,6 +133,10 @@ class JudgeArguments:
             "help": "Choose the threshold that maximises `threshold_metric` on validation (stored in judge.json)."
         },
     )
+    threshold_per_category: bool = field(
+        default=False,
+        metadata={"help": "Also choose a threshold per category on its validation rows (stored in judge.json)."},
+    )
     threshold_metric: str = field(
         default="mcc",
         metadata={"help": "What the tuned threshold maximises: 'mcc' (default) or 'f1'.", "choices": ["mcc", "f1"]},
@@ -135,6 +156,8 @@ class JudgeArguments:
         for name in ("verdict_eval_rows", "verdict_table_rows"):
             if getattr(self, name) < 0:
                 raise ValueError(f"<config>: field '{name}': expected 0 or more, got {getattr(self, name)!r}")
+        if self.balance not in ("category", "source_label"):
+            raise ValueError(f"<config>: field 'balance': expected category or source_label, got {self.balance!r}")
         if self.threshold_metric not in ("mcc", "f1"):
             # Checked here too: a value from a YAML config bypasses argparse's choices.
             raise ValueError(f"<config>: field 'threshold_metric': expected mcc or f1, got {self.threshold_metric!r}")

@@ -21,10 +21,13 @@ from recipes.categories import load_category
 from recipes.schema import DataError
 
 
-__all__ = ["SFT_COLUMNS", "SFTData", "fixed_subset", "load_sft_data"]
+__all__ = ["BALANCE", "SFT_COLUMNS", "SFTData", "fixed_subset", "load_sft_data"]
 
 SFT_COLUMNS = ("messages", "id", "category", "label")
 _ROLES = ["system", "user", "assistant"]
+# How a `train_rows` budget is spread: round-robin over categories, or over category x source x label
+# cells (a mixture's small sources and the rarer label then get as many rows as the large ones).
+BALANCE = ("category", "source_label")
 
 
 @dataclass
@@ -109,6 +112,39 @@ def _select_categories(data: datasets.DatasetDict, wanted: Sequence[str] | None,
     )
 
 
+def _with_sources(data: datasets.DatasetDict, folder: Path) -> datasets.DatasetDict:
+    """Add each row's ``source`` (from ``<data_dir>/eval``, matched by id); ``""`` where the build kept none."""
+    eval_dir = folder / "eval"
+    known: dict[str, str] = {}
+    if eval_dir.is_dir():
+        examples = datasets.load_from_disk(str(eval_dir))
+        for split in ("train", "validation"):
+            if split in examples and "source" in examples[split].column_names:
+                known.update(zip(examples[split]["id"], examples[split]["source"]))
+    return datasets.DatasetDict(
+        {split: rows.add_column("source", [known.get(i, "") for i in rows["id"]]) for split, rows in data.items()}
+    )
+
+
+def _select_sources(data: datasets.DatasetDict, wanted: Sequence[str] | None, where: str) -> datasets.DatasetDict:
+    if not wanted:
+        return data
+    present = sorted(set(data["train"]["source"]) | set(data["validation"]["source"]))
+    unknown = [s for s in wanted if s not in present]
+    if unknown:
+        raise DataError(where, None, "sources", f"sources present in the data set {present}", unknown)
+    keep = set(wanted)
+    return datasets.DatasetDict(
+        {split: rows.filter(lambda s: s in keep, input_columns="source") for split, rows in data.items()}
+    )
+
+
+def _balance_keys(rows: datasets.Dataset, balance: str) -> list[str]:
+    if balance == "category":
+        return list(rows["category"])
+    return [f"{c}|{s}|{lb}" for c, s, lb in zip(rows["category"], rows["source"], rows["label"])]
+
+
 def fixed_subset(categories: Sequence[str], n: int, seed: int) -> list[int]:
     """Indices of ``n`` rows, taken round-robin across categories from seeded shuffles.
 
@@ -138,6 +174,8 @@ def load_sft_data(
     categories_dirs: Sequence[str | Path] | None = None,
     train_rows: int | None = None,
     seed: int = 42,
+    sources: Sequence[str] | None = None,
+    balance: str = "category",
 ) -> SFTData:
     """Load and check ``<data_dir>/sft`` and ``<data_dir>/data_card.json``.
 
@@ -147,6 +185,9 @@ def load_sft_data(
         categories_dirs: extra category folders, to look up the verdict words of custom categories.
         train_rows: keep at most this many training rows (round-robin over categories, seeded).
         seed: seed of that subsample.
+        sources: keep only rows of these sources (training and validation), e.g. one source of a mixture.
+        balance: how ``train_rows`` is spread (:data:`BALANCE`): round-robin over categories, or over
+            category x source x label cells.
 
     Raises:
         DataError: the folder is not a judgeforge SFT data set, a split or column is missing, a
@@ -158,14 +199,17 @@ def load_sft_data(
     if not folder.is_dir():
         raise DataError(str(folder), None, "data_dir", "an existing folder written by `judgeforge data build`", None)
     card = _load_card(folder)
+    if balance not in BALANCE:
+        raise DataError("<config>", None, "balance", f"one of {list(BALANCE)}", balance)
     data = _select_categories(_load_splits(folder), categories, str(folder))
+    data = _select_sources(_with_sources(data, folder), sources, str(folder))
     for split in ("train", "validation"):
         if len(data[split]) == 0:
             raise DataError(str(folder / "sft"), split, "rows", "at least one row", 0)
         _check_rows(data[split], f"{folder / 'sft'}:{split}")
     train = data["train"]
     if train_rows is not None and train_rows < len(train):
-        train = train.select(fixed_subset(train["category"], train_rows, seed))
+        train = train.select(fixed_subset(_balance_keys(train, balance), train_rows, seed))
     names = sorted(set(train["category"]) | set(data["validation"]["category"]))
     extra = [str(d) for d in categories_dirs or []] or None
     words = {name: list(load_category(name, extra).verdict_words) for name in names}

@@ -191,11 +191,13 @@ def _write_outputs(
         trainable = sum(1 for _, p in trainer.model.named_parameters() if p.requires_grad)
         check_saved_adapter(output_dir, expected_tensors=trainable)
     metrics = dict(callback.last.metrics) if callback is not None and callback.last else {}
-    threshold = 0.5
+    threshold, thresholds = 0.5, {}
     if callback is not None and callback.last is not None:
         callback.write_verdicts(output_dir / "validation_verdicts.jsonl")
         if judge_args.tune_threshold:
             threshold, metrics["f1_at_threshold"] = callback.threshold(judge_args.threshold_metric)
+            if judge_args.threshold_per_category:
+                thresholds = callback.thresholds_by_category(judge_args.threshold_metric)
     card = JudgeCard(
         base_model=model_args.model_name_or_path,
         prompt_template=data.card["prompt_template"],
@@ -206,6 +208,7 @@ def _write_outputs(
         render=data.card.get("render") or "plain",
         metrics=metrics,
         threshold=threshold,
+        thresholds=thresholds,
     )
     card.write(output_dir)
     _write_model_card(trainer, output_dir, card, data)
@@ -256,6 +259,8 @@ def main(judge_args: Any, training_args: Any, model_args: Any) -> Path:
         categories_dirs=judge_args.categories_dirs,
         train_rows=judge_args.train_rows,
         seed=training_args.seed,
+        sources=judge_args.sources,
+        balance=judge_args.balance,
     )
     model_path, model_config = load_model_config(
         model_args.model_name_or_path,

@@ -128,6 +128,7 @@ class PromptJudge:
         verdict_words: dict[str, list[str]] | None = None,
         budget: FieldBudget | None = None,
         threshold: float | None = None,
+        thresholds: dict[str, float] | None = None,
         options: CommonOptions | None = None,
         render: str | None = None,
     ):
@@ -140,6 +141,7 @@ class PromptJudge:
         self.budget = budget or self.options.budget or FieldBudget()
         self.threshold = threshold
         self.text_render = check_render(render or self.options.render, "<judge spec>")
+        self.thresholds = dict(thresholds or {})  # per category, over `threshold`
         self.seed = self.options.seed
 
     # -- what a backend implements ---------------------------------------------------------------
@@ -202,5 +204,6 @@ class PromptJudge:
             if i not in by_index:
                 results.append(JudgeResult(ident, None, "error", error=rendered[i]))
             else:
-                results.append(read_completion(ident, rendered[i], by_index[i], self.threshold))
+                threshold = self.thresholds.get(category.name, self.threshold)
+                results.append(read_completion(ident, rendered[i], by_index[i], threshold))
         return results

@@ -50,6 +50,7 @@ class HFJudge(PromptJudge):
             verdict_words=card.verdict_words if card else None,
             budget=card.field_budget() if card and options.budget is None else None,
             threshold=card.threshold if card else None,
+            thresholds=card.thresholds if card else None,
             options=options,
             render=card.render if card and "render" not in spec.options else None,
         )

@@ -397,3 +397,20 @@ def test_bfloat16_model_reads_verdicts_through_a_float32_head(tiny_model_dir, ja
     assert torch.allclose(logits, rounded.float(), atol=0.1)
     assert not torch.equal(logits, logits.bfloat16().float())
     load_causal_lm.cache_clear()
+
+
+def test_a_category_threshold_in_the_card_overrides_the_global_one(tiny_model_dir, tmp_path, jailbreak):
+    folder = tmp_path / "tuned"
+    _write_lora(tiny_model_dir, folder)
+    words = {"jailbreak": ["BROKEN", "FINE"]}
+    card = JudgeCard(base_model=tiny_model_dir, prompt_template="basic", verdict_words=words, threshold=0.5)
+    card.thresholds = {"jailbreak": 0.0}
+    card.write(folder)
+    assert JudgeCard.read(folder).threshold_for("jailbreak") == 0.0
+    assert JudgeCard.read(folder).threshold_for("malware") == 0.5
+    judge = build_judge(JudgeSpec(str(folder), batch_size=2, options=F32))
+    results = judge.judge(_examples(3), jailbreak)
+    assert all(r.label == 1 for r in results)  # P(positive) >= 0 for every row
+    judge.thresholds = {"malware": 0.0}  # another category's threshold does not apply here
+    again = judge.judge(_examples(3), jailbreak)
+    assert [r.label for r in again] == [int(r.p_positive >= 0.5) for r in again]

@@ -152,3 +152,19 @@ def test_nan_logits_are_counted_invalid_not_scored(tiny, sft_dir, caplog):
     assert "3 of 3 verdicts are not finite" in caplog.text
     metrics = compute_verdict_metrics([p.label for p in probes], scores)
     assert metrics["invalid_rate"] == 1.0 and "f1" not in metrics
+
+
+def test_thresholds_per_category_are_chosen_on_each_categorys_rows(tiny, make_sft_dir):
+    model, tokenizer = tiny
+    folder = make_sft_dir(n_validation=16, categories=("jailbreak", "malware"))
+    rows = list(load_sft_data(folder).validation)
+    words = {"jailbreak": ["JAILBROKEN", "SAFE"], "malware": ["MALICIOUS", "BENIGN"]}
+    callback = VerdictMetricsCallback(tokenizer, rows, words, max_length=1024)
+    assert callback.thresholds_by_category() == {}  # nothing judged yet
+    report = callback.judge(model, step=1)
+    chosen = callback.thresholds_by_category("f1")
+    assert set(chosen) == {"jailbreak", "malware"}
+    for category, threshold in chosen.items():
+        index = [i for i, p in enumerate(callback.probes) if p.category == category]
+        labels = [callback.probes[i].label for i in index]
+        assert threshold == best_threshold(labels, [report.p_positive[i] for i in index], "f1")[0]
