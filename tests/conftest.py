@@ -82,7 +82,7 @@ def tiny_model_dir(tmp_path_factory) -> str:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=2048,
+        max_position_embeddings=8192,  # as SmolLM2-135M: real-data few-shot prompts pass 2,048 tokens
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
