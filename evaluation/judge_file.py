@@ -227,7 +227,7 @@ def judge_file(
 
     cat = load_category(category, categories_dirs)
     spec = spec_for(judge, prompt, batch_size)
-    if spec.backend not in ("guard", "reference"):
+    if registry.backend(spec.backend).uses_prompt:
         load_template(spec.prompt)
     examples, skipped = read_transcripts(
         input_path,

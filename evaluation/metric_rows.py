@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluation import registry
 from evaluation.metrics import (
     ALL,
     compute_binary_metrics,
@@ -129,12 +130,12 @@ def compute_metric_rows(
     for (judge, category), items in sorted(_group_records([as_record(r) for r in records]).items()):
         items = _ordered(items)
         first = items[0]
-        review = first.kind == "second_level"
+        review = first.kind == registry.SECOND_LEVEL
         metrics = compute_binary_metrics(
             [r.human_label for r in items],
             [r.label for r in items],
             [r.status for r in items],
-            [None if r.kind == "second_level" else r.p_positive for r in items],
+            [None if r.kind == registry.SECOND_LEVEL else r.p_positive for r in items],
             [r.cluster for r in items],
             n_boot=n_boot,
             seed=seed,

@@ -40,7 +40,7 @@ def plot_heatmap(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    prompted = [r for r in rows if r["category"] == ALL and r.get("kind") == "prompted"]
+    prompted = [r for r in rows if r["category"] == ALL and r.get("kind") == registry.PROMPTED]
     if not prompted:
         return None
     models = list(dict.fromkeys(r["model"] for r in prompted))
@@ -69,9 +69,10 @@ def plot_heatmap(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
 def _bar_judges(rows: Sequence[dict[str, Any]]) -> list[str]:
     """Judges for the per-category bars: every non-prompted judge, then the best prompted ones."""
     overall = _overall(rows)
-    fixed = [r["judge"] for r in overall if r.get("kind") != "prompted"]
+    fixed = [r["judge"] for r in overall if r.get("kind") != registry.PROMPTED]
     prompted = sorted(
-        (r for r in overall if r.get("kind") == "prompted"), key=lambda r: -(r["f1"] if not _nan(r["f1"]) else -1)
+        (r for r in overall if r.get("kind") == registry.PROMPTED),
+        key=lambda r: -(r["f1"] if not _nan(r["f1"]) else -1),
     )
     room = max(_MAX_BAR_JUDGES - len(fixed), 2)
     return fixed[:_MAX_BAR_JUDGES] + [r["judge"] for r in prompted[:room]]
@@ -126,7 +127,7 @@ def plot_reliability(records: Sequence[JudgmentRecord | dict[str, Any]], path: P
     by_judge: dict[str, list[tuple[float, int]]] = {}
     for r in map(as_record, records):
         p = r.p_positive
-        usable = p is not None and not (isinstance(p, float) and math.isnan(p)) and r.kind != "second_level"
+        usable = p is not None and not (isinstance(p, float) and math.isnan(p)) and r.kind != registry.SECOND_LEVEL
         if usable and r.repeat == 0:
             by_judge.setdefault(r.judge, []).append((float(p), int(r.human_label)))
     if not by_judge:

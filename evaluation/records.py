@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from evaluation import registry
+
 
 __all__ = ["NO_LABEL", "REVIEW_SEP", "JudgeName", "JudgmentRecord", "MetricRow", "RunInfo", "as_record"]
 
@@ -193,7 +195,7 @@ class RunInfo:
 
     def base_models(self) -> dict[str, str]:
         """Per tuned judge, the model it was tuned from ('' when unknown)."""
-        return {j["name"]: j.get("base_model", "") for j in self.judges if j.get("kind") == "tuned"}
+        return {j["name"]: j.get("base_model", "") for j in self.judges if j.get("kind") == registry.TUNED}
 
     def resolved_name(self, name: str) -> str:
         """A second-level judge's name with ``best`` replaced by the judge the run chose."""

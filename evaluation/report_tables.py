@@ -110,7 +110,7 @@ def _headline(rows: Sequence[MetricRow], deterministic: dict[str, bool]) -> Tabl
 
 
 def _model_prompt(rows: Sequence[MetricRow]) -> Table:
-    prompted = [r for r in _overall(rows) if r.kind == "prompted"]
+    prompted = [r for r in _overall(rows) if r.kind == registry.PROMPTED]
     models = list(dict.fromkeys(r.model for r in prompted))
     prompts = list(dict.fromkeys(r.prompt for r in prompted))
     table = Table(
@@ -214,7 +214,7 @@ def _second_level(sl_rows: Sequence[MetricRow], run_info: RunInfo) -> Table:
                 str(row["n"]),
             ]
         )
-    configured = [j for j in run_info.judges if j.get("kind") == "second_level"]
+    configured = [j for j in run_info.judges if j.get("kind") == registry.SECOND_LEVEL]
     done = {r.judge for r in sl_rows}
     for judge in configured:
         if run_info.resolved_name(judge["name"]) in done:  # `best` resolved at run time
@@ -249,8 +249,8 @@ def _tuned_vs_prompted(rows: Sequence[MetricRow], base_models: dict[str, str]) -
         intro="Each tuned judge against the best prompted configuration of the model it was tuned from, and "
         "the best reference judge, on the same examples.",
     )
-    prompted = [r for r in overall if r.kind == "prompted" and not is_missing(r["f1"])]
-    for row in [r for r in overall if r.kind == "tuned"]:
+    prompted = [r for r in overall if r.kind == registry.PROMPTED and not is_missing(r["f1"])]
+    for row in [r for r in overall if r.kind == registry.TUNED]:
         base = base_models.get(row.judge, "")
         same = [r for r in prompted if base and _same_model(r.model, base)]
         best = max(same, key=lambda r: r["f1"]) if same else None

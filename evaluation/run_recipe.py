@@ -86,7 +86,9 @@ class JudgeGroupConfig:
 
     models: list[str] = field(metadata={"help": "model names: aliases, hub ids, local folders, served names"})
     prompts: list[str] = field(default_factory=lambda: ["basic"], metadata={"help": "first-level prompt names"})
-    backend: str = field(default="hf", metadata={"help": "judge backend", "choices": registry.backend_names})
+    backend: str = field(
+        default=registry.DEFAULT_BACKEND, metadata={"help": "judge backend", "choices": registry.backend_names}
+    )
     temperature: float = field(
         default=0.0, metadata={"help": "0 = greedy; above 0 repeats sample anew", **_TEMPERATURE}
     )
@@ -104,7 +106,9 @@ class ReviewerConfig:
     """The second-level reviewer's model and backend."""
 
     model: str = field(metadata={"help": "reviewer model"})
-    backend: str = field(default="hf", metadata={"help": "judge backend", "choices": registry.backend_names})
+    backend: str = field(
+        default=registry.DEFAULT_BACKEND, metadata={"help": "judge backend", "choices": registry.backend_names}
+    )
     temperature: float = field(default=0.0, metadata={"help": "0 = greedy", **_TEMPERATURE})
     max_new_tokens: int = field(default=128, metadata={"help": "generation budget", **at_least(1)})
     batch_size: int = field(default=8, metadata={"help": "examples per call", **at_least(1)})

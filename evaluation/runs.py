@@ -207,7 +207,7 @@ class _Runner:
         repeats = range(self.recipe.repeats)
         # A tuned judge answers only the categories it was tuned on (e.g. one tuned on GPTFuzz alone, in a run
         # of several categories): the rest are skipped and counted, not judged with words it never learnt.
-        tuned_on = getattr(judge, "verdict_words", None) if entry.kind == "tuned" else None
+        tuned_on = getattr(judge, "verdict_words", None) if entry.kind == registry.TUNED else None
         for name, category in self.categories.items():
             if tuned_on and name not in tuned_on:
                 left = sum(len(self.missing(entry, name, r)) for r in repeats)
@@ -383,12 +383,12 @@ def run_eval(
         )
         runner = _Runner(recipe, data, store, summary, bar)
         try:
-            first_level = [e for e in entries if e.kind != "second_level"]
+            first_level = [e for e in entries if e.kind != registry.SECOND_LEVEL]
             for entry in first_level:
                 runner.run_first_level(entry)
-            prompted = [e.name for e in first_level if e.kind == "prompted"]
+            prompted = [e.name for e in first_level if e.kind == registry.PROMPTED]
             by_name = {e.name: e for e in first_level}
-            for entry in [e for e in entries if e.kind == "second_level"]:
+            for entry in [e for e in entries if e.kind == registry.SECOND_LEVEL]:
                 target = entry.reviews
                 if target == BEST:
                     target = choices.get(entry.name) or _best_prompted(store.records(), prompted)
@@ -420,7 +420,7 @@ def _already_done(
 ) -> int:
     names = set()
     for entry in entries:
-        if entry.kind == "second_level" and entry.reviews == BEST:
+        if entry.kind == registry.SECOND_LEVEL and entry.reviews == BEST:
             if entry.name not in choices:
                 continue
             names.add(_resolved_name(entry, choices[entry.name]))

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from evaluation import registry
 from evaluation.judges import short_model_name
 from evaluation.run_recipe import BEST, JudgeGroupConfig, RunRecipe, SecondLevelConfig
 from recipes.schema import DataError
@@ -82,7 +83,7 @@ def scale_down(
             JudgeGroupConfig(
                 models=list(models),
                 prompts=prompts or ["basic"],
-                backend="hf",
+                backend=registry.DEFAULT_BACKEND,
                 temperature=base.temperature,
                 max_new_tokens=base.max_new_tokens,
                 batch_size=base.batch_size,
@@ -93,7 +94,9 @@ def scale_down(
             judge = review.judge
             if judge != BEST:
                 judge = f"{short_model_name(models[0])}/{judge.rsplit('/', 1)[-1]}"
-            reviewer = dataclasses.replace(review.reviewer, model=models[0], backend="hf", options={})
+            reviewer = dataclasses.replace(
+                review.reviewer, model=models[0], backend=registry.DEFAULT_BACKEND, options={}
+            )
             reviews.append(SecondLevelConfig(judge=judge, reviewer=reviewer))
         changes["second_level"] = reviews
         changes["guards"] = []

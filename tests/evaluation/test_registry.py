@@ -160,7 +160,7 @@ def test_an_option_typo_fails_before_any_model_loads(tmp_path, monkeypatch):
     message = str(caught.value)
     # One format for every recipe problem (the loader's): file, key path, the known keys.
     assert (
-        f"{path}: field 'judges[1].options.prefx_cache': expected a known key (seed, deterministic, budget, dtype"
+        f"{path}: field 'judges[1].options.prefx_cache': expected a known key (seed, deterministic, budget, render, dtype"
         in message
     )
     assert f"{path}: field 'guards[0].options.thresold': expected a known key (" in message
