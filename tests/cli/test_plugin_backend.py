@@ -126,7 +126,8 @@ def test_a_plugin_backend_checks_its_model_names_and_options(tmp_path, plugin):
     with pytest.raises(RunRecipeError) as caught:
         main(["eval", str(recipe), "--out", str(tmp_path / "run")])
     message = str(caught.value)
-    assert "field 'judges[0].options.keywrd': expected a known key (seed, deterministic, budget, render, keyword)" in message
+    known = "seed, deterministic, budget, render, keyword"
+    assert f"field 'judges[0].options.keywrd': expected a known key ({known})" in message
     assert not (tmp_path / "run").exists()
     # ... model names when the plan is checked, still before any judge is built.
     recipe = _recipe(tmp_path, plugin, models=["gpt-4o"], options={"keyword": "sure"})

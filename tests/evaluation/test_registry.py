@@ -159,10 +159,8 @@ def test_an_option_typo_fails_before_any_model_loads(tmp_path, monkeypatch):
         run_eval_file(path, tmp_path / "out")
     message = str(caught.value)
     # One format for every recipe problem (the loader's): file, key path, the known keys.
-    assert (
-        f"{path}: field 'judges[1].options.prefx_cache': expected a known key (seed, deterministic, budget, render, dtype"
-        in message
-    )
+    known = "seed, deterministic, budget, render, dtype"
+    assert f"{path}: field 'judges[1].options.prefx_cache': expected a known key ({known}" in message
     assert f"{path}: field 'guards[0].options.thresold': expected a known key (" in message
     assert not (tmp_path / "out" / RESULTS_FILE).exists()
     with pytest.raises(RunRecipeError, match=r"judges\[1\].options.prefx_cache"):
