@@ -265,7 +265,8 @@ def test_folder_that_is_not_a_model_is_refused(tmp_path):
 def test_too_long_input_is_an_error_not_a_crash(tiny_model_dir, jailbreak):
     loaded = load_causal_lm(tiny_model_dir)
     judge = HFJudge(JudgeSpec(tiny_model_dir, options={"budget": {"response_chars": 100000}}), loaded=loaded)
-    long = {"id": "long", "prompt": "hi", "response": "word " * 3000, "label": 1}
+    positions = loaded.model.config.max_position_embeddings
+    long = {"id": "long", "prompt": "hi", "response": "word " * (positions + 1000), "label": 1}
     short = _examples(1)[0]
     results = judge.judge([long, short], jailbreak)
     assert results[0].status == "error" and "positions" in results[0].error
