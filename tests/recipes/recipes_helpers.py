@@ -68,3 +68,19 @@ def toy_rows(n: int = 40, groups: int = 20) -> list[dict]:
 
 TOY_COLUMNS = {"prompt": "q", "response": "a", "label": "verdict", "group": "topic"}
 TOY_LABELS = {"yes": 1, "no": 0}
+
+
+TOY_SOURCE = {"name": "toy_csv", "kind": "csv", "path": "toy.csv", "columns": TOY_COLUMNS, "label_map": TOY_LABELS}
+
+
+def toy_recipe(tmp_path: Path, **overrides) -> str:
+    """A data recipe over the toy CSV source (one ``toy`` category), written to ``tmp_path``."""
+    data = {
+        "name": "toy-recipe",
+        "categories": [{"name": "toy", "sources": ["toy_csv"]}],
+        "splits": {"train": 0.6, "validation": 0.2, "test": 0.2},
+        "seed": 11,
+        "prompt_template": "basic",
+        **overrides,
+    }
+    return str(write_yaml(tmp_path / "recipe.yaml", data))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datasets
 import pytest
-from recipes_helpers import TOY_COLUMNS, TOY_LABELS, toy_rows, write_csv, write_yaml
+from recipes_helpers import TOY_SOURCE, toy_rows, write_csv, write_yaml
 
 from recipes.attacks import ATTACKS, apply_attack, attack_variants, attacked_id, choose_variants, parse_attack_names
 from recipes.augment import AugmentConfig, augment_examples, parse_augment
@@ -142,9 +142,6 @@ def test_augment_section_is_checked():
         parse_augment({"attacks": ["padding"], "rate": 1}, "r.yaml")
     with pytest.raises(DataError, match="augment.attacks"):
         parse_augment({"fraction": 0.2}, "r.yaml")
-
-
-TOY_SOURCE = {"name": "toy_csv", "kind": "csv", "path": "toy.csv", "columns": TOY_COLUMNS, "label_map": TOY_LABELS}
 
 
 def _toy_recipe(tmp_path, **extra):

@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import datasets
 import pytest
-from recipes_helpers import TOY_COLUMNS, TOY_LABELS, toy_rows, write_csv, write_jsonl, write_yaml
+from recipes_helpers import (
+    TOY_SOURCE,
+    toy_recipe,
+    toy_rows,
+    write_csv,
+    write_jsonl,
+)
 
 from recipes.builders import build_from_file, load_examples
 from recipes.schema import FEATURES, DataError, from_arrow_row, to_arrow_row, validate_example
-
-
-TOY_SOURCE = {"name": "toy_csv", "kind": "csv", "path": "toy.csv", "columns": TOY_COLUMNS, "label_map": TOY_LABELS}
-
-
-def _recipe(tmp_path, **overrides) -> str:
-    data = {
-        "name": "toy-recipe",
-        "categories": [{"name": "toy", "sources": ["toy_csv"]}],
-        "splits": {"train": 0.6, "validation": 0.2, "test": 0.2},
-        "seed": 11,
-        "prompt_template": "basic",
-        **overrides,
-    }
-    return str(write_yaml(tmp_path / "recipe.yaml", data))
 
 
 @pytest.fixture
@@ -31,7 +22,7 @@ def build(tmp_path, toy_category_dir):
     cats = toy_category_dir([TOY_SOURCE])
 
     def run(out, **overrides):
-        return build_from_file(_recipe(tmp_path, **overrides), out, data_root=tmp_path, categories_dirs=[cats])
+        return build_from_file(toy_recipe(tmp_path, **overrides), out, data_root=tmp_path, categories_dirs=[cats])
 
     return run
 
@@ -76,7 +67,7 @@ def test_an_empty_split_is_refused_at_build_naming_split_and_category(tmp_path, 
     with pytest.raises(
         DataError, match=r"field 'splits\.validation': expected at least one example in eval/validation.*toy 0"
     ):
-        build_from_file(_recipe(tmp_path), tmp_path / "out", data_root=tmp_path, categories_dirs=[cats])
+        build_from_file(toy_recipe(tmp_path), tmp_path / "out", data_root=tmp_path, categories_dirs=[cats])
     assert not (tmp_path / "out" / "eval").exists()
 
 
@@ -99,7 +90,7 @@ def test_a_json_looking_text_prompt_survives_a_build(tmp_path, toy_category_dir)
     columns = {"prompt": "prompt", "response": "response", "label": "label"}
     source = {"name": "toy_csv", "kind": "jsonl", "path": "toy.jsonl", "columns": columns}
     cats = toy_category_dir([source])
-    build_from_file(_recipe(tmp_path), tmp_path / "out", data_root=tmp_path, categories_dirs=[cats])
+    build_from_file(toy_recipe(tmp_path), tmp_path / "out", data_root=tmp_path, categories_dirs=[cats])
     prompts = [
         e["prompt"] for split in ("train", "validation", "test") for e in load_examples(tmp_path / "out", split)
     ]

@@ -7,7 +7,7 @@ import json
 import datasets
 import pytest
 import yaml
-from recipes_helpers import TOY_COLUMNS, TOY_LABELS, toy_rows, write_csv, write_yaml
+from recipes_helpers import TOY_COLUMNS, TOY_SOURCE, toy_recipe, toy_rows, write_csv, write_yaml
 
 from recipes.builders import (
     DataCard,
@@ -20,21 +20,6 @@ from recipes.builders import (
 )
 from recipes.schema import DataError
 from recipes.verdict import parse_verdict
-
-
-TOY_SOURCE = {"name": "toy_csv", "kind": "csv", "path": "toy.csv", "columns": TOY_COLUMNS, "label_map": TOY_LABELS}
-
-
-def _recipe(tmp_path, **overrides) -> str:
-    data = {
-        "name": "toy-recipe",
-        "categories": [{"name": "toy", "sources": ["toy_csv"]}],
-        "splits": {"train": 0.6, "validation": 0.2, "test": 0.2},
-        "seed": 11,
-        "prompt_template": "basic",
-        **overrides,
-    }
-    return str(write_yaml(tmp_path / "recipe.yaml", data))
 
 
 @pytest.fixture
@@ -52,7 +37,7 @@ def _build(recipe_path, toy, **kwargs):
 def test_build_writes_eval_sft_card_and_resolved_recipe(tmp_path, toy):
     root, cats = toy
     out = tmp_path / "out"
-    card = build_from_file(_recipe(tmp_path), out, data_root=root, categories_dirs=[cats])
+    card = build_from_file(toy_recipe(tmp_path), out, data_root=root, categories_dirs=[cats])
     assert {p.name for p in out.iterdir()} == {"eval", "sft", "data_card.json", "data_card.md", "recipe.yaml"}
     evaluation = datasets.load_from_disk(str(out / "eval"))
     assert list(evaluation) == ["train", "validation", "test"]
@@ -71,7 +56,7 @@ def test_build_writes_eval_sft_card_and_resolved_recipe(tmp_path, toy):
 
 
 def test_sft_rows_are_conversations_with_the_verdict_as_assistant_turn(tmp_path, toy):
-    built = _build(_recipe(tmp_path), toy)
+    built = _build(toy_recipe(tmp_path), toy)
     row = built.sft["train"][0]
     assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
     assert set(row) == {"messages", "id", "category", "label"}
@@ -83,18 +68,18 @@ def test_sft_rows_are_conversations_with_the_verdict_as_assistant_turn(tmp_path,
 
 
 def test_same_recipe_built_twice_gives_identical_splits(tmp_path, toy):
-    first, second = _build(_recipe(tmp_path), toy), _build(_recipe(tmp_path), toy)
+    first, second = _build(toy_recipe(tmp_path), toy), _build(toy_recipe(tmp_path), toy)
     for split in ("train", "validation", "test"):
         assert first.eval[split].to_list() == second.eval[split].to_list()
     assert first.sft["train"].to_list() == second.sft["train"].to_list()
     assert first.card.to_dict() == second.card.to_dict()
-    other_seed = _build(_recipe(tmp_path, seed=12), toy)
+    other_seed = _build(toy_recipe(tmp_path, seed=12), toy)
     assert other_seed.eval["test"]["id"] != first.eval["test"]["id"]
     assert other_seed.card.recipe_hash != first.card.recipe_hash
 
 
 def test_no_group_in_two_splits(tmp_path, toy):
-    built = _build(_recipe(tmp_path), toy)
+    built = _build(toy_recipe(tmp_path), toy)
     homes = {}
     for split, rows in built.splits.items():
         for example in rows:
@@ -107,9 +92,9 @@ def test_skip_counts_bad_rows_in_the_card(tmp_path, toy):
     rows[3]["verdict"], rows[7]["a"], rows[9]["verdict"] = "unsure", "", "??"
     write_csv(root / "toy.csv", rows)
     with pytest.raises(DataError, match=r"toy\.csv:4: field 'label'"):
-        _build(_recipe(tmp_path), toy)
+        _build(toy_recipe(tmp_path), toy)
     out = tmp_path / "skipped"
-    card = build_from_file(_recipe(tmp_path), out, data_root=root, on_bad_row="skip", categories_dirs=[toy[1]])
+    card = build_from_file(toy_recipe(tmp_path), out, data_root=root, on_bad_row="skip", categories_dirs=[toy[1]])
     assert card.total() == 57
     assert card.skipped["total"] == 3
     assert sum(card.skipped["reasons"].values()) == 3
@@ -122,7 +107,7 @@ def test_duplicates_are_removed_and_counted_in_the_card(tmp_path, toy):
     root, _ = toy
     rows = toy_rows(60, groups=20)
     write_csv(root / "toy.csv", rows + rows[:5])
-    built = _build(_recipe(tmp_path), toy)
+    built = _build(toy_recipe(tmp_path), toy)
     assert built.card.total() == 60 and built.card.duplicates_removed == {"toy": 5}
 
 
@@ -137,25 +122,25 @@ def test_repeated_id_with_other_content_is_an_error_naming_both_rows(tmp_path, t
     )
     inline = {**TOY_SOURCE, "name": "ids", "path": "ids.csv", "columns": {**TOY_COLUMNS, "id": "k"}}
     with pytest.raises(DataError, match=r"ids\.csv:2: field 'id': expected a unique id \(also used at ids\.csv:1\)"):
-        _build(_recipe(tmp_path, categories=[{"name": "toy", "sources": [inline]}]), toy)
+        _build(toy_recipe(tmp_path, categories=[{"name": "toy", "sources": [inline]}]), toy)
 
 
 def test_inline_sources_and_limit_per_category(tmp_path, toy):
     inline = {**TOY_SOURCE, "name": "inline"}
-    built = _build(_recipe(tmp_path, categories=[{"name": "toy", "sources": [inline]}], limit_per_category=20), toy)
+    built = _build(toy_recipe(tmp_path, categories=[{"name": "toy", "sources": [inline]}], limit_per_category=20), toy)
     assert built.card.total() == 20 and built.card.subsampled == {"toy": 40}
     assert built.card.total(label=1) == 10
     assert built.card.sources["toy"][0]["name"] == "inline"
 
 
 def test_bare_category_name_uses_its_first_source(tmp_path, toy):
-    built = _build(_recipe(tmp_path, categories=["toy"]), toy)
+    built = _build(toy_recipe(tmp_path, categories=["toy"]), toy)
     assert built.card.sources["toy"][0]["name"] == "toy_csv"
 
 
 def test_category_with_no_sources_is_an_error(tmp_path, toy_category_dir):
     cats = toy_category_dir([], name="empty")
-    recipe = _recipe(tmp_path, categories=[{"name": "empty"}])
+    recipe = toy_recipe(tmp_path, categories=[{"name": "empty"}])
     with pytest.raises(DataError) as caught:
         build_datasets(load_data_recipe(recipe), categories_dirs=[cats])
     assert str(caught.value).startswith(f"{recipe}:categories[0]: field 'sources': expected at least one source")
@@ -163,7 +148,7 @@ def test_category_with_no_sources_is_an_error(tmp_path, toy_category_dir):
 
 
 def test_unknown_source_name_lists_the_known_ones(tmp_path, toy):
-    recipe = _recipe(tmp_path, categories=[{"name": "toy", "sources": ["nope"]}])
+    recipe = toy_recipe(tmp_path, categories=[{"name": "toy", "sources": ["nope"]}])
     with pytest.raises(DataError, match=r"categories\[0\]\.sources\[0\]: field 'sources': expected a source of toy"):
         _build(recipe, toy)
 
@@ -182,7 +167,7 @@ def test_unknown_source_name_lists_the_known_ones(tmp_path, toy):
     ],
 )
 def test_bad_recipe_names_file_and_field(tmp_path, overrides, field_name):
-    recipe = _recipe(tmp_path, **overrides)
+    recipe = toy_recipe(tmp_path, **overrides)
     with pytest.raises(DataError) as caught:
         load_data_recipe(recipe)
     assert str(caught.value).startswith(recipe) and f"field '{field_name}'" in str(caught.value)
@@ -191,12 +176,12 @@ def test_bad_recipe_names_file_and_field(tmp_path, overrides, field_name):
 @pytest.mark.parametrize("template", ["cot", "score"])
 def test_sft_needs_a_verdict_first_template(tmp_path, toy, template):
     with pytest.raises(DataError, match="field 'prompt_template': expected a verdict-first template"):
-        _build(_recipe(tmp_path, prompt_template=template), toy)
+        _build(toy_recipe(tmp_path, prompt_template=template), toy)
 
 
 def test_load_examples_decodes_the_eval_split(tmp_path, toy):
     root, cats = toy
-    build_from_file(_recipe(tmp_path), tmp_path / "out", data_root=root, categories_dirs=[cats])
+    build_from_file(toy_recipe(tmp_path), tmp_path / "out", data_root=root, categories_dirs=[cats])
     test = load_examples(tmp_path / "out", "test")
     assert len(test) == 12 and isinstance(test[0]["meta"], dict) and isinstance(test[0]["context"], dict)
     assert test[0]["meta"]["origin"].startswith("toy.csv:")
@@ -240,7 +225,7 @@ def test_group_leaking_across_pinned_sources_names_file_row_and_field(tmp_path, 
     write_csv(root / "extra.csv", [{"q": "another prompt", "a": "another answer", "verdict": "no", "topic": "t3"}])
     held_out = {**TOY_SOURCE, "name": "held_out", "path": "extra.csv", "assign_split": "test"}
     trained = {**TOY_SOURCE, "assign_split": "train"}
-    recipe = _recipe(tmp_path, categories=[{"name": "toy", "sources": [trained, held_out]}])
+    recipe = toy_recipe(tmp_path, categories=[{"name": "toy", "sources": [trained, held_out]}])
     with pytest.raises(DataError) as caught:
         _build(recipe, toy)
     message = str(caught.value)
@@ -254,6 +239,6 @@ def test_pinned_source_lands_whole_in_its_split(tmp_path, toy):
         root / "extra.csv", [{"q": f"held {i}", "a": f"out {i}", "verdict": "no", "topic": f"h{i}"} for i in range(5)]
     )
     held_out = {**TOY_SOURCE, "name": "held_out", "path": "extra.csv", "assign_split": "test"}
-    built = _build(_recipe(tmp_path, categories=[{"name": "toy", "sources": ["toy_csv", held_out]}]), toy)
+    built = _build(toy_recipe(tmp_path, categories=[{"name": "toy", "sources": ["toy_csv", held_out]}]), toy)
     assert not any(e["source"] == "held_out" for split in ("train", "validation") for e in built.splits[split])
     assert sum(e["source"] == "held_out" for e in built.splits["test"]) == 5
