@@ -1,138 +1,91 @@
 """Judge a CSV or JSON Lines file of victim transcripts: the everyday use of a judge.
 
 ``judgeforge judge --judge MODEL_OR_DIR --prompt basic --category jailbreak --input chats.csv
---out verdicts.jsonl`` writes one JSON line per input row: ``id``, ``label``, ``status``,
+--out verdicts.jsonl`` writes one record per input row: ``id``, ``label``, ``status``,
 ``p_positive`` (when the backend reads probabilities) and ``explanation`` (plus ``error`` when the
-backend failed on that row). The output is a results store (:class:`evaluation.store.ResultStore`)
-keyed by ``id``: each batch of ``--batch-size`` rows is one judge call and one fsynced write, so a
-killed run loses at most that batch; running the same command again skips the ids already in the
-output (a torn last line is dropped and counted) and finishes the rest.
+backend failed on that row, and the ``--keep-columns`` of the input, a name the verdict already
+uses taking an ``input_`` prefix). Any registered backend judges (``--backend openai`` with
+``--base-url`` for an OpenAI-compatible server; its key only from the environment).
 
-``--out`` is only ever appended to, and only when it is this judge's own output: a sidecar
-``<out>.meta.json`` records the judge (model, backend), prompt and category, and a mismatch is
-refused with one line, as is an existing file without one (a CSV, anyone's notes), ``--out`` equal
-to ``--input``, and a second run on the same ``--out`` while one holds its lock. A corrupt line
-in the middle of the output is refused with its line number (nothing is changed): it cannot be a
-write cut short, and resuming past it would keep and count it.
+The verdicts are a results store (:class:`evaluation.store.ResultStore`) keyed by ``id``: each
+batch of ``--batch-size`` rows is one judge call and one fsynced write, so a killed run loses at
+most that batch; running the same command again skips the ids already there (a torn last line is
+dropped and counted) and finishes the rest. A ``.csv`` output is written whole from that store at
+the end (``<out>.verdicts.jsonl`` holds the store), so it too resumes.
 
-Rows without an id column get ``row-<n>`` (their 1-based row number), stable as long as the file
-is. Rows with an empty response or a repeated id are skipped and counted, never dropped silently.
+With ``--label-column``, the run ends with the judge's precision, recall, F1 with its 95%
+interval, AUROC and coverage on the labelled rows, computed by :mod:`evaluation.metrics` (the
+numbers every evaluation report uses), printed and written to ``<out>.metrics.json`` and
+``<out>.report.md``.
+
+Files are only ever written when they are this judge's own output: a sidecar ``<out>.meta.json``
+records the judge (model, backend), prompt, category and the context and kept columns, and a
+mismatch is refused with one line, as is an existing file without one (a CSV, anyone's notes),
+``--out`` equal to ``--input``, and a second run on the same ``--out`` while one holds its lock. A
+corrupt line in the middle of the store is refused with its line number (nothing is changed): it
+cannot be a write cut short, and resuming past it would keep and count it.
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
 import json
-import logging
+import math
 import os
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from evaluation import registry
 from evaluation.judges import JudgeResult, JudgeSpec, build_judge
+from evaluation.metrics import compute_binary_metrics
 from evaluation.store import ResultStore, StoreLockedError
+from evaluation.transcripts import Columns, Transcripts, read_transcripts
 from recipes.categories import load_category
 from recipes.prompts import load_template
-from recipes.readers import ERROR_KEY, csv_rows, read_jsonl_rows
-from recipes.schema import DataError, check_prompt
+from recipes.schema import DataError
 
 
-__all__ = ["META_SUFFIX", "judge_file", "meta_path", "read_transcripts", "spec_for"]
-
-logger = logging.getLogger(__name__)
-
-
-def spec_for(judge: str | JudgeSpec, prompt: str, batch_size: int) -> JudgeSpec:
-    """A spec for ``judge``: the backend that recognises the model name (guards), else the prompted default."""
-    if isinstance(judge, JudgeSpec):
-        return judge
-    default = registry.judge_kind(registry.PROMPTED).backend
-    backend, options = registry.backend_for_model(judge, default)
-    return JudgeSpec(model=judge, prompt=prompt, backend=backend, batch_size=batch_size, options=options)
-
-
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any], list[str]]]:
-    """Yield (1-based row number, row, column names) from a CSV or JSON Lines file."""
-    if path.suffix.lower() == ".csv":
-        for number, row in csv_rows(path):  # BOM, encoding, unterminated quotes, long fields: DataError
-            if ERROR_KEY in row:
-                raise row[ERROR_KEY]
-            yield number, row, list(row)
-        return
-    for number, row in read_jsonl_rows(path, expected="one JSON object per line", name="<json>"):
-        yield number, row, list(row)
-
-
-def _prompt_value(value: Any) -> Any:
-    if isinstance(value, str) and value.lstrip().startswith('[{"role"'):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
-
-
-def read_transcripts(
-    path: str | Path,
-    *,
-    category: str,
-    prompt_column: str = "prompt",
-    response_column: str = "response",
-    id_column: str = "id",
-) -> tuple[list[dict], Counter]:
-    """Read transcripts into examples (``id``, ``category``, ``prompt``, ``response``).
-
-    Returns:
-        The examples, and counts of skipped rows by reason.
-
-    Raises:
-        DataError: a missing column (naming the file and the columns found) or a malformed line.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(str(path), None, "input", "an existing CSV or JSON Lines file", "no such file")
-    examples: list[dict] = []
-    skipped: Counter = Counter()
-    seen: set[str] = set()
-    number = 0
-    for number, row, columns in _rows(path):
-        for name, flag in ((prompt_column, "--prompt-column"), (response_column, "--response-column")):
-            if name not in row:
-                raise DataError(
-                    str(path), number, name, f"a column named '{name}' (set it with {flag})", f"columns {columns}"
-                )
-        raw_id = row.get(id_column)
-        ident = str(raw_id).strip() if raw_id not in (None, "") else f"row-{number}"
-        if id_column in row and raw_id in (None, ""):
-            skipped["empty id"] += 1
-            logger.warning("%s:%d: field '%s': empty id; row skipped", path, number, id_column)
-            continue
-        prompt, response = _prompt_value(row[prompt_column]), row[response_column]
-        if not isinstance(response, str) or not response.strip():
-            skipped["empty response"] += 1
-            logger.warning("%s:%d: field '%s': empty response; row skipped", path, number, response_column)
-            continue
-        try:
-            prompt = check_prompt(prompt, str(path), number)
-        except DataError as error:
-            skipped["empty prompt" if not prompt or not str(prompt).strip() else "bad prompt"] += 1
-            logger.warning("%s; row skipped", error)
-            continue
-        if ident in seen:
-            skipped["repeated id"] += 1
-            logger.warning("%s:%d: field '%s': id %r repeated; row skipped", path, number, id_column, ident)
-            continue
-        seen.add(ident)
-        examples.append({"id": ident, "category": category, "prompt": prompt, "response": response})
-    if not number:
-        raise DataError(str(path), None, "<file>", "at least one transcript row (CSV: a header, then rows)", "no rows")
-    return examples, skipped
-
+__all__ = ["META_SUFFIX", "Outputs", "judge_file", "label_metrics", "meta_path", "spec_for"]
 
 META_SUFFIX = ".meta.json"
 _FORMAT = "judgeforge-verdicts/1"
-_IDENTITY = ("judge", "backend", "prompt", "category")
+_IDENTITY = ("judge", "backend", "prompt", "category", "context_column", "keep_columns")
+_VERDICT_FIELDS = ("id", "label", "status", "p_positive", "explanation", "error")
+
+
+def spec_for(
+    judge: str | JudgeSpec,
+    prompt: str = "basic",
+    batch_size: int = 8,
+    *,
+    backend: str | None = None,
+    options: dict[str, Any] | None = None,
+    temperature: float = 0.0,
+    max_new_tokens: int = 128,
+) -> JudgeSpec:
+    """A spec for ``judge``: ``backend`` when given, else the one that recognises the name (guards), else ``hf``.
+
+    The options a model name implies (a guard's kind) come first; ``options`` override them.
+    """
+    if isinstance(judge, JudgeSpec):
+        return judge
+    default = registry.judge_kind(registry.PROMPTED).backend
+    recognised, implied = registry.backend_for_model(judge, default)
+    chosen = backend or recognised
+    if chosen != recognised:
+        implied = {}
+    return JudgeSpec(
+        model=judge,
+        prompt=prompt,
+        backend=chosen,
+        batch_size=batch_size,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        options=implied | dict(options or {}),
+    )
 
 
 def meta_path(out_path: str | Path) -> Path:
@@ -141,56 +94,111 @@ def meta_path(out_path: str | Path) -> Path:
     return out_path.with_name(out_path.name + META_SUFFIX)
 
 
-def _identity(spec: JudgeSpec, category: str) -> dict[str, str]:
-    return {"format": _FORMAT, "judge": spec.model, "backend": spec.backend, "prompt": spec.prompt,
-            "category": category}  # fmt: skip
+@dataclasses.dataclass(frozen=True)
+class Outputs:
+    """Every file one ``judge`` run writes, derived from ``--out``."""
+
+    out: Path
+
+    @property
+    def is_csv(self) -> bool:
+        """Verdicts as CSV (by the extension), kept in a JSON Lines store beside it."""
+        return self.out.suffix.lower() == ".csv"
+
+    @property
+    def store(self) -> Path:
+        """The resumable JSON Lines store of the verdicts."""
+        return self.out.with_name(self.out.name + ".verdicts.jsonl") if self.is_csv else self.out
+
+    @property
+    def meta(self) -> Path:
+        """The sidecar naming the judge that writes here."""
+        return meta_path(self.out)
+
+    @property
+    def metrics(self) -> Path:
+        """The metrics against the labels, as JSON."""
+        return self.out.with_name(self.out.name + ".metrics.json")
+
+    @property
+    def report(self) -> Path:
+        """The same metrics, for people."""
+        return self.out.with_name(self.out.name + ".report.md")
+
+    def written(self) -> list[Path]:
+        """The files whose existence means a judge wrote here before (the sidecar aside)."""
+        return list(dict.fromkeys([self.out, self.store, self.metrics, self.report]))
 
 
-def _claim_output(out: Path, input_path: Path, identity: dict[str, str]) -> None:
-    """Refuse an ``--out`` that this judge may not append to (see the module docstring); changes nothing."""
-    if out.exists() and input_path.exists() and os.path.samefile(out, input_path):
-        raise DataError(str(out), None, "--out", "a file other than --input (verdicts go beside the input)", str(out))
-    if out.exists() and not out.is_file():
-        raise DataError(str(out), None, "--out", "a file path", "a folder")
-    has_verdicts = out.is_file() and out.stat().st_size > 0
-    sidecar = meta_path(out)
-    if not sidecar.is_file():
-        if has_verdicts:
-            expected = f"a new path, or a verdict file of `judgeforge judge` ({sidecar.name} beside it)"
-            raise DataError(str(out), None, "--out", expected, "an existing file of other origin: not overwritten")
+def _identity(spec: JudgeSpec, category: str, columns: Columns) -> dict[str, Any]:
+    identity: dict[str, Any] = {"format": _FORMAT, "judge": spec.model, "backend": spec.backend,
+                                "prompt": spec.prompt, "category": category}  # fmt: skip
+    if columns.context:
+        identity["context_column"] = columns.context
+    if columns.keep:
+        identity["keep_columns"] = list(columns.keep)
+    return identity
+
+
+def _claim_output(outputs: Outputs, input_path: Path, identity: dict[str, Any]) -> None:
+    """Refuse an ``--out`` that this judge may not write (see the module docstring); changes nothing."""
+    out = outputs.out
+    for path in outputs.written():
+        if path.exists() and input_path.exists() and os.path.samefile(path, input_path):
+            raise DataError(str(out), None, "--out", "a file other than --input (verdicts go beside the input)",
+                            str(path))  # fmt: skip
+        if path.exists() and not path.is_file():
+            raise DataError(str(path), None, "--out", "a file path", "a folder")
+    ours = [p for p in outputs.written() if p.is_file() and p.stat().st_size > 0]
+    if not outputs.meta.is_file():
+        if ours:
+            expected = f"a new path, or a verdict file of `judgeforge judge` ({outputs.meta.name} beside it)"
+            raise DataError(str(ours[0]), None, "--out", expected, "an existing file of other origin: not overwritten")
         return
     try:
-        recorded = json.loads(sidecar.read_text("utf-8"))
+        recorded = json.loads(outputs.meta.read_text("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(str(sidecar), None, "<file>", "the JSON written by `judgeforge judge`", str(error)) from error
+        raise DataError(
+            str(outputs.meta), None, "<file>", "the JSON written by `judgeforge judge`", str(error)
+        ) from error
     if not isinstance(recorded, dict) or recorded.get("format") != _FORMAT:
-        raise DataError(str(sidecar), None, "format", _FORMAT, recorded.get("format") if isinstance(recorded, dict)
-                        else type(recorded).__name__)  # fmt: skip
-    changed = [k for k in _IDENTITY if recorded.get(k) != identity[k]]
-    if changed and has_verdicts:
-        was = ", ".join(f"{k} {recorded.get(k)!r}" for k in _IDENTITY)
+        raise DataError(str(outputs.meta), None, "format", _FORMAT, recorded.get("format")
+                        if isinstance(recorded, dict) else type(recorded).__name__)  # fmt: skip
+    changed = [k for k in _IDENTITY if recorded.get(k) != identity.get(k)]
+    if changed and ours:
+        was = ", ".join(f"{k} {recorded.get(k)!r}" for k in _IDENTITY if recorded.get(k) is not None)
         raise DataError(str(out), None, changed[0], f"the judge that wrote this file ({was}); use another --out",
-                        identity[changed[0]])  # fmt: skip
+                        identity.get(changed[0]))  # fmt: skip
 
 
-def _open_output(out: Path, identity: dict[str, str]) -> ResultStore:
-    """The output as a results store keyed by id (locked), its sidecar written before any verdict."""
+def _open_output(outputs: Outputs, identity: dict[str, Any]) -> ResultStore:
+    """The verdict store keyed by id (locked), its sidecar written before any verdict."""
+    path = outputs.store
     try:
-        store = ResultStore.open_file(out, key=lambda r: str(r["id"]), key_fields=("id",), sort_keys=False)
+        store = ResultStore.open_file(path, key=lambda r: str(r["id"]), key_fields=("id",), sort_keys=False)
     except StoreLockedError as error:
-        raise DataError(str(out), None, "--out", "a file no other run is writing", "locked by another run") from error
+        raise DataError(
+            str(outputs.out), None, "--out", "a file no other run is writing", "locked by another run"
+        ) from error
     except DataError as error:
-        raise DataError(str(out), error.row, error.field, "a whole verdict line; a corrupt line inside the file is "
+        raise DataError(str(path), error.row, error.field, "a whole verdict line; a corrupt line inside the file is "
                         "not a torn write, so it is not resumed past (repair it or use another --out)",
                         error.got) from error  # fmt: skip
-    sidecar = meta_path(out)
-    tmp = sidecar.with_name(sidecar.name + ".tmp")
-    tmp.write_text(json.dumps(identity, indent=2) + "\n", "utf-8")
-    tmp.replace(sidecar)
+    _write_atomically(outputs.meta, json.dumps(identity, indent=2) + "\n")
     return store
 
 
-def _record(result: JudgeResult) -> dict[str, Any]:
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, "utf-8", newline="")
+    tmp.replace(path)
+
+
+def _kept_name(name: str) -> str:
+    return f"input_{name}" if name in _VERDICT_FIELDS else name
+
+
+def _record(result: JudgeResult, kept: dict[str, Any]) -> dict[str, Any]:
     record = {
         "id": result.example_id,
         "label": result.label,
@@ -200,7 +208,64 @@ def _record(result: JudgeResult) -> dict[str, Any]:
     }
     if result.error:
         record["error"] = result.error
-    return record
+    return record | {_kept_name(name): value for name, value in kept.items()}
+
+
+def _csv_text(records: list[dict[str, Any]], keep: tuple[str, ...]) -> str:
+    handle = io.StringIO()
+    fields = list(_VERDICT_FIELDS) + [_kept_name(name) for name in keep]
+    writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({k: "" if v is None else v if isinstance(v, str | int | float) else json.dumps(v)
+                         for k, v in record.items()})  # fmt: skip
+    return handle.getvalue()
+
+
+def label_metrics(transcripts: Transcripts, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The evaluation module's metrics of the stored verdicts against the file's human labels."""
+    ids = [i for i in transcripts.labels if i in records]
+    return compute_binary_metrics(
+        [transcripts.labels[i] for i in ids],
+        [records[i].get("label") for i in ids],
+        [records[i].get("status", "error") for i in ids],
+        [records[i].get("p_positive") for i in ids],
+        n_boot=1000,
+        seed=0,
+    )
+
+
+def _number(value: float) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def metrics_lines(metrics: dict[str, Any], unlabelled: int) -> list[str]:
+    """What ``judge`` prints about its verdicts against the labels (and writes to ``<out>.report.md``)."""
+    auroc = _number(metrics["auroc"]) if metrics["n_prob"] else f"n/a ({metrics['reasons'].get('auroc', 'no P')})"
+    return [
+        f"against {metrics['n']} labelled rows ({unlabelled} without a label, left out): "
+        f"precision {_number(metrics['precision'])}, recall {_number(metrics['recall'])}, "
+        f"F1 {_number(metrics['f1'])} [95% CI {_number(metrics['f1_ci_low'])}, {_number(metrics['f1_ci_high'])}], "
+        f"AUROC {auroc}",
+        f"coverage {_number(metrics['coverage'])}: invalid {metrics['n_invalid']}, refusal {metrics['n_refusal']}, "
+        f"error {metrics['n_error']} (counted as wrong answers in the figures above)",
+    ]
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    return value
+
+
+def _write_metrics(outputs: Outputs, identity: dict[str, Any], metrics: dict[str, Any], lines: list[str],
+                   unlabelled: int) -> None:  # fmt: skip
+    payload = {"judge": identity, "n_unlabelled": unlabelled, "metrics": _json_safe(metrics)}
+    _write_atomically(outputs.metrics, json.dumps(payload, indent=2) + "\n")
+    title = f"# {identity['judge']} ({identity['backend']}, {identity['prompt']}) on {identity['category']}"
+    _write_atomically(outputs.report, "\n\n".join([title, *lines, f"verdicts: {outputs.out.name}"]) + "\n")
 
 
 def judge_file(
@@ -210,55 +275,63 @@ def judge_file(
     category: str,
     input_path: str | Path,
     out_path: str | Path,
-    prompt_column: str = "prompt",
-    response_column: str = "response",
-    id_column: str = "id",
+    columns: Columns | None = None,
     categories_dirs: list[str] | None = None,
     batch_size: int = 8,
 ) -> str:
-    """Judge every row of ``input_path`` and append one JSON line per row to ``out_path``.
+    """Judge every row of ``input_path`` and write one verdict per row to ``out_path`` (see the module docstring).
 
-    Everything that can be refused (category, prompt, columns) is checked before the model loads.
+    Everything that can be refused (category, prompt, backend options, columns, labels, the output)
+    is checked before the model loads.
 
     Returns:
-        A summary line: judged, invalid, refusal, error, skipped, resumed.
+        The summary: judged, invalid, refusal, error, skipped, resumed, and the metrics with labels.
     """
     from tqdm.auto import tqdm
 
     cat = load_category(category, categories_dirs)
     spec = spec_for(judge, prompt, batch_size)
+    registry.parse_options(spec.backend, spec.options, "<judge spec>")
     if registry.backend(spec.backend).uses_prompt:
         load_template(spec.prompt)
-    examples, skipped = read_transcripts(
-        input_path,
-        category=cat.name,
-        prompt_column=prompt_column,
-        response_column=response_column,
-        id_column=id_column,
-    )
-    out = Path(out_path)
-    identity = _identity(spec, cat.name)
-    _claim_output(out, Path(input_path), identity)
+    columns = columns or Columns()
+    transcripts = read_transcripts(input_path, cat, columns)
+    outputs = Outputs(Path(out_path))
+    identity = _identity(spec, cat.name, columns)
+    _claim_output(outputs, Path(input_path), identity)
     statuses: Counter = Counter()
-    with _open_output(out, identity) as store:
+    step = max(1, batch_size)
+    with _open_output(outputs, identity) as store:
         torn = store.stats.torn
-        todo = [e for e in examples if e["id"] not in store]
-        resumed = len(examples) - len(todo)
+        todo = [e for e in transcripts.examples if e["id"] not in store]
+        resumed = len(transcripts.examples) - len(todo)
         if todo:
             judge_obj = build_judge(spec)
             # One judge call and one fsynced write per batch: a killed run loses at most one batch.
-            with tqdm(total=len(examples), initial=resumed, unit="judgment", desc=judge_obj.name) as bar:
-                for start in range(0, len(todo), max(1, batch_size)):
-                    batch = todo[start : start + max(1, batch_size)]
+            with tqdm(total=len(transcripts.examples), initial=resumed, unit="judgment", desc=judge_obj.name) as bar:
+                for start in range(0, len(todo), step):
+                    batch = todo[start : start + step]
                     results = judge_obj.judge(batch, cat)
-                    store.append([_record(result) for result in results])
+                    store.append([_record(r, transcripts.kept[r.example_id]) for r in results])
                     statuses.update(result.status for result in results)
                     bar.update(len(batch))
-    skipped_total = sum(skipped.values())
+        records = {str(r["id"]): r for r in store.records()}
+    if outputs.is_csv:
+        ordered = [records[e["id"]] for e in transcripts.examples if e["id"] in records]
+        _write_atomically(outputs.out, _csv_text(ordered, columns.keep))
+    skipped = transcripts.skipped
     detail = f" ({', '.join(f'{k}: {v}' for k, v in sorted(skipped.items()))})" if skipped else ""
     torn_note = f"; {torn} torn line(s) dropped" if torn else ""
-    return (
+    summary = (
         f"judged {sum(statuses.values())}: ok {statuses['ok']}, invalid {statuses['invalid']}, "
-        f"refusal {statuses['refusal']}, error {statuses['error']}; skipped {skipped_total}{detail}; "
-        f"resumed {resumed}{torn_note} -> {out}"
+        f"refusal {statuses['refusal']}, error {statuses['error']}; skipped {sum(skipped.values())}{detail}; "
+        f"resumed {resumed}{torn_note} -> {outputs.out}"
     )
+    if not columns.label:
+        return summary
+    if not transcripts.labels:
+        return summary + f"\nno metrics: the column '{columns.label}' is empty in every row"
+    metrics = label_metrics(transcripts, records)
+    lines = metrics_lines(metrics, transcripts.unlabelled)
+    _write_metrics(outputs, identity, metrics, lines, transcripts.unlabelled)
+    return "\n".join([summary, *lines, f"metrics -> {outputs.metrics}, {outputs.report}"])

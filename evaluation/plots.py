@@ -33,6 +33,19 @@ def _overall(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted((r for r in rows if r["category"] == ALL), key=lambda r: -(r["f1"] if not _nan(r["f1"]) else -1))
 
 
+def _legend_outside(ax: Any) -> None:
+    """The legend right of the axes: inside, it covered the bars of the first categories."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # the figure grows to hold the legend beside the axes
+    plt.close(fig)
+
+
 def plot_heatmap(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
     """Overall F1 of the prompted judges, models down and prompts across (None: no prompted judge)."""
     import matplotlib
@@ -60,9 +73,7 @@ def plot_heatmap(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
                     color="black" if np.isnan(value) or value >= 0.6 else "white")  # fmt: skip
     fig.colorbar(image, ax=ax, label="F1 (unlabelled = wrong)")
     ax.set_title("F1 by model × prompt")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
     return path
 
 
@@ -110,10 +121,8 @@ def plot_categories(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("F1 (95% CI)")
     ax.set_title("F1 by category")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _legend_outside(ax)
+    _save(fig, path)
     return path
 
 
@@ -149,8 +158,6 @@ def plot_reliability(records: Sequence[JudgmentRecord | dict[str, Any]], path: P
     ax.set_xlabel("P(positive) (bin mean)")
     ax.set_ylabel("share of human positives")
     ax.set_title("Reliability (repeat 0)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _legend_outside(ax)
+    _save(fig, path)
     return path

@@ -33,6 +33,7 @@ from evaluation.plots import plot_categories, plot_heatmap, plot_reliability
 from evaluation.records import JudgmentRecord, MetricRow, RunInfo
 from evaluation.report_tables import build_tables
 from evaluation.report_wandb import log_report
+from evaluation.robustness import compute_robustness_rows, is_attacked, robustness_table
 from evaluation.store import read_records
 from evaluation.tables import Report, Table
 from evaluation.transfer import transfer_table, wants_transfer_table
@@ -69,7 +70,7 @@ margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:ri
 {text-align:left}thead{background:#f3f3f3}.notes{font-size:.85em;color:#555}img{max-width:100%;margin:1em 0}"""
 
 
-def _summary_lines(run_info: RunInfo, records: Sequence[JudgmentRecord]) -> list[str]:
+def _summary_lines(run_info: RunInfo, records: Sequence[JudgmentRecord], attacked: int = 0) -> list[str]:
     data = run_info.data
     counts = data.get("counts", {})
     unknown = "?"
@@ -78,6 +79,8 @@ def _summary_lines(run_info: RunInfo, records: Sequence[JudgmentRecord]) -> list
         f"{len({r.judge for r in records})} judges, split `{data.get('split', unknown)}`, "
         f"repeats {_or(run_info.repeats)}, seed {_or(run_info.seed)}.",
     ]
+    if attacked:
+        lines.append(f"Robustness suite: {attacked} more judgments of attacked copies (their own table; no other).")
     if counts:
         lines.append("Examples per category: " + ", ".join(f"{c} {n}" for c, n in counts.items()) + ".")
     if counts and run_info.repeats:
@@ -122,7 +125,9 @@ def write_report(run_dir: str | Path, *, wandb_project: str | None = None) -> Re
         second_level.csv and the plots).
     """
     folder = Path(run_dir)
-    records = read_records(folder)
+    everything = read_records(folder)
+    records = [r for r in everything if not is_attacked(r)]  # every clean table; the suite's copies apart
+    robust_rows = compute_robustness_rows([r.to_dict() for r in everything], per_category=True)
     run_info = read_run_info(folder)
     n_boot, seed = run_info.boot, run_info.report_seed
     rows = compute_metric_rows(records, n_boot=n_boot, seed=seed)
@@ -130,6 +135,9 @@ def write_report(run_dir: str | Path, *, wandb_project: str | None = None) -> Re
     tables = build_tables(rows, sl_rows, run_info)
     if wants_transfer_table(run_info.data):
         tables.insert(1, transfer_table(records, run_info.data, n_boot=n_boot, seed=seed))
+    robust = robustness_table(robust_rows)
+    if robust is not None:
+        tables.insert(1, robust)
     written = [_write_csv(rows, folder / "metrics.csv")]
     if sl_rows:
         written.append(_write_csv(sl_rows, folder / "second_level.csv"))
@@ -143,7 +151,7 @@ def write_report(run_dir: str | Path, *, wandb_project: str | None = None) -> Re
         "F1 by category": "no categories",
         "Reliability diagram": "no judge in this run gives P(positive)",
     }
-    summary = _summary_lines(run_info, records)
+    summary = _summary_lines(run_info, records, attacked=len(everything) - len(records))
     title = run_info.name or folder.name
     md = [f"# Judge evaluation: {title}", "", *summary, ""]
     md += [t.to_markdown() for t in tables]
@@ -168,4 +176,4 @@ def write_report(run_dir: str | Path, *, wandb_project: str | None = None) -> Re
     written = [folder / "report.md", folder / "report.html", *written, *[p for p in plots.values() if p]]
     if wandb_project:
         log_report(wandb_project, folder, run_info, rows, tables, plots)
-    return Report(tables=tables, paths=written, rows=rows)
+    return Report(tables=tables, paths=written, rows=rows, robustness=robust_rows)

@@ -28,6 +28,7 @@ from typing import Any
 
 from evaluation.judges import Judge
 from evaluation.metrics import ALL, compute_binary_metrics
+from evaluation.tables import Table
 from recipes.attacks import ATTACKS, apply_attack, choose_variants
 from recipes.categories import Category
 from recipes.schema import DataError
@@ -39,7 +40,9 @@ __all__ = [
     "RobustnessConfig",
     "RobustnessRow",
     "attack_fields",
+    "attacked_copies",
     "compute_robustness_rows",
+    "is_attacked",
     "judge_suite",
     "parse_robustness",
     "perturb_examples",
@@ -125,6 +128,23 @@ def perturb_examples(examples: Sequence[dict], category: Category, config: Robus
             for variant in choose_variants(str(example["id"]), name, config.variants, config.seed):
                 copies.append(apply_attack(example, category, name, variant, config.seed))
     return copies
+
+
+def attacked_copies(
+    examples: Mapping[str, Sequence[dict]], categories: Mapping[str, Category], config: RobustnessConfig | None
+) -> dict[str, list[dict]]:
+    """Per category, the perturbed copies a run's suite judges (none when the suite is off)."""
+    if config is None:
+        return {}
+    return {
+        name: perturb_examples(select_clean(rows, config), categories[name], config) for name, rows in examples.items()
+    }
+
+
+def is_attacked(record: Mapping[str, Any] | Any) -> bool:
+    """Whether a stored record judges a perturbed copy: every clean table and metric leaves those out."""
+    values = record if isinstance(record, Mapping) else record.extra
+    return bool(values.get("attack"))
 
 
 def attack_fields(example: Mapping[str, Any]) -> dict[str, Any]:
@@ -298,22 +318,32 @@ def _number(value: float, digits: int = 3) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def robustness_table(rows: Sequence[RobustnessRow], category: str = ALL) -> list[str]:
-    """Markdown lines: judge | clean F1 | F1 per attack | flip rate per attack | positive -> negative flips.
+def robustness_table(rows: Sequence[RobustnessRow], category: str = ALL) -> Table | None:
+    """The report table: judge, clean F1, F1 / flip rate per attack, all attacks, positive -> negative, no verdict.
 
-    Flip rates are shown per attack beside its F1 (``F1 / flip rate``); the positive -> negative
-    column sums the dangerous flips over all attacks, over the attacked copies whose clean verdict
-    was positive. Outputs without a verdict under attack are counted in ``no verdict``.
+    The positive -> negative column sums the dangerous flips over all attacks, over the attacked
+    copies whose clean verdict was positive. Outputs without a verdict under attack are counted in
+    ``no verdict`` (``lost``: the clean verdict was valid). None when no judge was attacked.
     """
     chosen = [r for r in rows if r.category == category]
     attacks = list(dict.fromkeys(r.attack for r in chosen if r.attack != CLEAN))
     if not attacks:
-        return []
-    lines = [
-        "| judge | clean F1 | " + " | ".join(f"{a}: F1 / flip rate" for a in attacks)
-        + " | flip rate (all attacks) | positive→negative flips | no verdict under attack |",
-        "|---|---:|" + "---:|" * (len(attacks) + 3),
-    ]  # fmt: skip
+        return None
+    table = Table(
+        "robustness",
+        "Robustness: verdicts under victim-side attacks on the judge",
+        [
+            "judge",
+            "clean F1",
+            *[f"{a}: F1 / flip rate" for a in attacks],
+            "flip rate (all attacks)",
+            "positive→negative flips",
+            "no verdict under attack",
+        ],  # fmt: skip
+        intro="Each attacked example's response is perturbed by the victim (an evaluator note, a fake verdict, "
+        "role-play framing, padding, ...) and keeps its human label. Clean F1 is on the same examples, "
+        "unattacked; a flip is a valid verdict that changed; a dash: not measured.",
+    )
     for judge in dict.fromkeys(r.judge for r in chosen):
         mine = {r.attack: r for r in chosen if r.judge == judge}
         clean = mine.get(CLEAN)
@@ -329,10 +359,14 @@ def robustness_table(rows: Sequence[RobustnessRow], category: str = ALL) -> list
         lost = sum(r.lost for r in under)
         total = sum(r.n for r in under)
         no_label = sum(r.no_label for r in under)
-        lines.append(
-            f"| {judge} | {_number(clean.f1) if clean else '–'} | " + " | ".join(cells)
-            + f" | {_number(flips / compared if compared else math.nan)} ({flips}/{compared})"
-            + f" | {dangerous}/{positive} ({_number(dangerous / positive if positive else math.nan)})"
-            + f" | {no_label}/{total} (lost {lost}) |"
-        )  # fmt: skip
-    return lines
+        table.rows.append(
+            [
+                judge,
+                _number(clean.f1) if clean else "–",
+                *cells,
+                f"{_number(flips / compared if compared else math.nan)} ({flips}/{compared})",
+                f"{dangerous}/{positive} ({_number(dangerous / positive if positive else math.nan)})",
+                f"{no_label}/{total} (lost {lost})",
+            ]  # fmt: skip
+        )
+    return table

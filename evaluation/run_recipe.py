@@ -18,6 +18,7 @@ second-level reviews, the tuned judges, the guard models and the reference judge
     tuned: [runs/quickstart/judge]                 # folders holding judge.json
     guards: [{model: meta-llama/Llama-Guard-3-1B, kind: llama_guard}]
     reference: [tfidf, refusal_phrases]            # the honest floors (default: both)
+    robustness: {limit: 4, variants: 1}            # attacked copies per judge (default on; false: off)
 
 Everything it names is checked before any work starts (unknown keys, models, prompts, categories,
 tuned folders, guard kinds, data paths), and all problems are reported together, each as
@@ -36,6 +37,7 @@ from typing import Any
 from evaluation import registry
 from evaluation.backends.options import REFERENCE_MODELS
 from evaluation.guards.options import GUARD_KINDS
+from evaluation.robustness import RobustnessConfig, parse_robustness
 from recipes.loader import Problems, RecipeError, at_least, non_empty, parse_into, read_yaml
 from recipes.paths import resolve_path
 from recipes.schema import DataError
@@ -166,6 +168,14 @@ class RunRecipe:
     guards: list[GuardConfig] = field(default_factory=list, metadata={"help": "guard models"})
     reference: list[str] = field(
         default_factory=lambda: list(REFERENCE_MODELS), metadata={"help": "reference judges (the honest floors)"}
+    )
+    robustness: RobustnessConfig | None = field(
+        default_factory=RobustnessConfig,
+        metadata={
+            "help": "victim-side attacks on every first-level judge (robustness table): false, or "
+            "{attacks, variants, limit, seed}; on by default",
+            "parse": lambda value: parse_robustness(value, "<run recipe>"),
+        },
     )
     categories_dirs: list[str] = field(default_factory=list, metadata={"help": "extra category folders"})
     n_boot: int = field(default=1000, metadata={"help": "bootstrap resamples for confidence intervals", **at_least(0)})

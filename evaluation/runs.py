@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import json
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -40,13 +39,14 @@ from evaluation import registry
 from evaluation.judges import JudgeResult, build_judge
 from evaluation.metric_rows import compute_metric_rows
 from evaluation.plan import Cell, JudgeEntry, check_recipe, expand_judges, plan, reviewer_name
-from evaluation.records import JudgeName, JudgmentRecord, RunInfo
+from evaluation.records import JudgmentRecord, RunInfo
+from evaluation.robustness import attack_fields, attacked_copies, is_attacked
 from evaluation.run_data import RunData, load_run_data
+from evaluation.run_folder import RUN_FILE, already_done, check_previous, resolved_name, spec_view, write_run_file
 from evaluation.run_recipe import BEST, RunRecipe, RunRecipeError, load_run_recipe
 from evaluation.scale import ScaleDown
 from evaluation.store import ResultStore, record_key
 from recipes.categories import Category, load_category
-from recipes.schema import DataError
 
 
 __all__ = [
@@ -63,9 +63,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-RUN_FILE = "run.json"
-_SPEC_KEYS = ("model", "prompt", "backend", "temperature", "max_new_tokens", "options")
 
 
 @dataclass
@@ -143,10 +140,12 @@ def _safe_judge(judge: Any, batch: list[dict], category: Category, repeat: int, 
 
 def _record(entry: JudgeEntry, result: JudgeResult, example: dict, category: str, repeat: int) -> JudgmentRecord:
     spec = entry.spec
-    return JudgmentRecord.from_result(
+    record = JudgmentRecord.from_result(
         result, judge=entry.name, kind=entry.kind, model=spec.model, prompt=spec.prompt, backend=spec.backend,
         category=category, example=example, repeat=repeat, reviews=entry.reviews,
     )  # fmt: skip
+    record.extra.update(attack_fields(example))  # a perturbed copy of the robustness suite says so
+    return record
 
 
 class _Runner:
@@ -155,6 +154,8 @@ class _Runner:
     def __init__(self, recipe: RunRecipe, data: RunData, store: ResultStore, summary: RunSummary, bar: Any):
         self.recipe, self.data, self.store, self.summary, self.bar = recipe, data, store, summary, bar
         self.categories = {name: load_category(name, recipe.categories_dirs) for name in data.examples}
+        # The robustness suite's perturbed copies, judged at repeat 0 by every first-level judge.
+        self.attacked = attacked_copies(data.examples, self.categories, recipe.robustness)
         self._exemplars: dict[str, list[dict] | None] = {}
 
     def exemplars(self, category: str) -> list[dict] | None:
@@ -185,8 +186,15 @@ class _Runner:
         self.summary.count(written)
         self.bar.update(len(written))
 
+    def missing_attacked(self, entry: JudgeEntry, category: str) -> list[dict]:
+        """The suite's copies of ``category`` that ``entry`` has not judged (none for a second-level judge)."""
+        if entry.kind == registry.SECOND_LEVEL:
+            return []
+        return [c for c in self.attacked.get(category, []) if not self.done((entry.name, category, str(c["id"]), 0))]
+
     def pending(self, entry: JudgeEntry) -> int:
-        return sum(len(self.missing(entry, c, r)) for c in self.categories for r in range(self.recipe.repeats))
+        clean = sum(len(self.missing(entry, c, r)) for c in self.categories for r in range(self.recipe.repeats))
+        return clean + sum(len(self.missing_attacked(entry, c)) for c in self.categories)
 
     def judge_kwargs(self, entry: JudgeEntry, category: str) -> dict[str, Any]:
         prompt = entry.spec.prompt
@@ -210,7 +218,9 @@ class _Runner:
         tuned_on = getattr(judge, "verdict_words", None) if entry.kind == registry.TUNED else None
         for name, category in self.categories.items():
             if tuned_on and name not in tuned_on:
-                left = sum(len(self.missing(entry, name, r)) for r in repeats)
+                left = sum(len(self.missing(entry, name, r)) for r in repeats) + len(
+                    self.missing_attacked(entry, name)
+                )
                 self.summary.skip(left, f"{entry.name} was not tuned on {name}")
                 self.bar.update(left)
                 continue
@@ -225,6 +235,13 @@ class _Runner:
                 for batch in _chunks(self.missing(entry, name, repeat), entry.spec.batch_size):
                     results = _safe_judge(judge, batch, category, repeat, **kwargs)
                     self.write([_record(entry, res, ex, name, repeat) for res, ex in zip(results, batch)])
+        for name, category in self.categories.items():  # the suite's copies, after every clean verdict
+            if tuned_on and name not in tuned_on:
+                continue
+            kwargs = self.judge_kwargs(entry, name)
+            for batch in _chunks(self.missing_attacked(entry, name), entry.spec.batch_size):
+                results = _safe_judge(judge, batch, category, 0, **kwargs)
+                self.write([_record(entry, res, ex, name, 0) for res, ex in zip(results, batch)])
         del judge
         gc.collect()
 
@@ -275,7 +292,7 @@ def _result_from_record(record: dict[str, Any]) -> JudgeResult:
 
 def _best_prompted(records: list[dict[str, Any]], prompted: list[str]) -> str:
     """The prompted judge with the highest pooled headline F1 (ties: the earlier in the recipe)."""
-    rows = compute_metric_rows([r for r in records if r["judge"] in prompted], n_boot=0)
+    rows = compute_metric_rows([r for r in records if r["judge"] in prompted and not is_attacked(r)], n_boot=0)
     scores = {row["judge"]: row["f1"] for row in rows if row["category"] == "all"}
 
     def rank(name: str) -> tuple[float, int]:
@@ -283,47 +300,6 @@ def _best_prompted(records: list[dict[str, Any]], prompted: list[str]) -> str:
         return (-score if not math.isnan(score) else 1.0), prompted.index(name)
 
     return min(prompted, key=rank)
-
-
-# ----------------------------------------------------------------------------------------------
-# The run folder
-# ----------------------------------------------------------------------------------------------
-
-
-def _spec_view(entry: JudgeEntry) -> dict[str, Any]:
-    spec = dataclasses.asdict(entry.spec)
-    return {
-        "name": entry.name,
-        "kind": entry.kind,
-        **{k: spec[k] for k in _SPEC_KEYS},
-        "deterministic": entry.deterministic(),
-        "reviews": entry.reviews,
-        "base_model": entry.base_model,
-    }
-
-
-def _check_previous(run_file: Path, judges: list[dict[str, Any]], data_info: dict[str, Any]) -> dict[str, Any]:
-    """Refuse to mix results of different judges (or different data) under the same names."""
-    if not run_file.is_file():
-        return {}
-    previous = RunInfo.from_dict(json.loads(run_file.read_text("utf-8")))
-    before = {j["name"]: j for j in previous.judges}
-    for judge in judges:
-        old = before.get(judge["name"])
-        if old and any(old.get(k) != judge.get(k) for k in _SPEC_KEYS):
-            changed = [k for k in _SPEC_KEYS if old.get(k) != judge.get(k)]
-            raise DataError(str(run_file), None, f"judges.{judge['name']}", "the same settings as the stored run "
-                            "(use another --out for a changed judge)", {k: judge.get(k) for k in changed})  # fmt: skip
-    old_hash, new_hash = previous.data.get("recipe_hash"), data_info.get("recipe_hash")
-    if old_hash and new_hash and old_hash != new_hash:
-        raise DataError(str(run_file), None, "data", f"the data the run started with (hash {old_hash})", new_hash)
-    return previous.to_dict()
-
-
-def _write_run_file(path: Path, info: RunInfo) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
-    tmp.replace(path)
 
 
 def run_eval(
@@ -360,7 +336,7 @@ def run_eval(
     out.mkdir(parents=True, exist_ok=True)
     run_file = out / RUN_FILE
     with ResultStore.open(out) as store:
-        previous = _check_previous(run_file, [_spec_view(e) for e in entries], data.info)
+        previous = check_previous(run_file, [spec_view(e) for e in entries], data.info)
         choices: dict[str, str] = dict(previous.get("second_level_choice", {}))
         payload = RunInfo(
             name=recipe.name,
@@ -370,18 +346,20 @@ def run_eval(
             repeats=recipe.repeats,
             seed=recipe.seed,
             n_boot=recipe.n_boot,
-            judges=[_spec_view(e) for e in entries],
+            judges=[spec_view(e) for e in entries],
             second_level_choice=choices,
         )
-        _write_run_file(run_file, payload)
+        write_run_file(run_file, payload)
         summary = RunSummary(name=recipe.name, store=str(store.path))
         per_item = sum(len(v) for v in data.examples.values()) * recipe.repeats
-        total = per_item * len(entries)
-        summary.resumed = _already_done(store, entries, data, recipe, choices)
+        runner = _Runner(recipe, data, store, summary, None)
+        copies = sum(len(v) for v in runner.attacked.values())
+        total = per_item * len(entries) + copies * sum(e.kind != registry.SECOND_LEVEL for e in entries)
+        summary.resumed = already_done(store, entries, data, recipe, choices, runner.attacked)
         bar = tqdm(
             total=total, initial=summary.resumed, desc=f"eval {recipe.name}", unit="judgment", dynamic_ncols=True
         )
-        runner = _Runner(recipe, data, store, summary, bar)
+        runner.bar = bar
         try:
             first_level = [e for e in entries if e.kind != registry.SECOND_LEVEL]
             for entry in first_level:
@@ -394,10 +372,10 @@ def run_eval(
                     target = choices.get(entry.name) or _best_prompted(store.records(), prompted)
                     choices[entry.name] = target
                     payload.second_level_choice = choices
-                    _write_run_file(run_file, payload)
+                    write_run_file(run_file, payload)
                     logger.info("second level %s reviews the best prompted judge: %s", entry.name, target)
                 resolved = dataclasses.replace(
-                    entry, spec=dataclasses.replace(entry.spec, name=_resolved_name(entry, target)), reviews=target
+                    entry, spec=dataclasses.replace(entry.spec, name=resolved_name(entry, target)), reviews=target
                 )
                 runner.run_second_level(resolved, by_name[target])
         finally:
@@ -405,35 +383,8 @@ def run_eval(
         summary.total = len(store)
     payload.finished = {k: v for k, v in dataclasses.asdict(summary).items() if k != "skipped_reasons"}
     payload.finished["skipped_reasons"] = summary.skipped_reasons
-    _write_run_file(run_file, payload)
+    write_run_file(run_file, payload)
     return summary
-
-
-def _resolved_name(entry: JudgeEntry, target: str) -> str:
-    if entry.reviews != BEST:
-        return entry.name
-    return str(JudgeName.parse(entry.name).reviewing(target))
-
-
-def _already_done(
-    store: ResultStore, entries: list[JudgeEntry], data: RunData, recipe: RunRecipe, choices: dict[str, str]
-) -> int:
-    names = set()
-    for entry in entries:
-        if entry.kind == registry.SECOND_LEVEL and entry.reviews == BEST:
-            if entry.name not in choices:
-                continue
-            names.add(_resolved_name(entry, choices[entry.name]))
-        else:
-            names.add(entry.name)
-    wanted = {
-        (name, category, str(e["id"]), repeat)
-        for name in names
-        for category, examples in data.examples.items()
-        for e in examples
-        for repeat in range(recipe.repeats)
-    }
-    return sum(1 for r in store.records() if record_key(r) in wanted and r["status"] != "error")
 
 
 def run_eval_file(

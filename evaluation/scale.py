@@ -67,6 +67,9 @@ def scale_down(
     judge is re-pointed at the same prompt of that model), and guard models are dropped (they are
     fixed models, not judge models one can swap). Tuned and reference judges stay.
 
+    ``limit`` also shrinks the robustness suite (one variant of each attack, at most ``limit``
+    examples per category).
+
     ``max_new_tokens`` caps the generation budget of every judge group and reviewer: a recipe
     written for large models lets ``cot`` reason for hundreds of tokens, which a small stand-in
     model on a CPU spends mostly on rambling.
@@ -74,6 +77,9 @@ def scale_down(
     changes: dict[str, Any] = {}
     if limit is not None:
         changes["limit"] = limit
+        if recipe.robustness is not None:  # the suite shrinks with the run: one variant, at most `limit` examples
+            suite = recipe.robustness
+            changes["robustness"] = dataclasses.replace(suite, variants=1, limit=min(suite.limit or limit, limit))
     if models:
         prompts: list[str] = []
         for group in recipe.judges:

@@ -110,6 +110,7 @@ class Report:
     tables: list[Table]
     paths: list[Path]
     rows: list[MetricRow] = field(default_factory=list)
+    robustness: list[Any] = field(default_factory=list)  # evaluation.robustness.RobustnessRow, pooled and per category
 
     @property
     def markdown(self) -> Path:

@@ -88,22 +88,56 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _judge(args: argparse.Namespace) -> int:
-    from evaluation.judge_file import judge_file
+    from evaluation.judge_file import judge_file, spec_for
+    from evaluation.transcripts import Columns
 
-    summary = judge_file(
-        judge=args.judge,
-        prompt=args.prompt,
-        category=args.category,
-        input_path=args.input,
-        out_path=args.out,
-        prompt_column=args.prompt_column,
-        response_column=args.response_column,
-        id_column=args.id_column,
-        categories_dirs=args.categories_dir,
-        batch_size=args.batch_size,
+    options = _key_values(args.option, "--option")
+    if args.base_url:
+        options["base_url"] = args.base_url
+    spec = spec_for(
+        args.judge,
+        args.prompt,
+        args.batch_size,
+        backend=args.backend,
+        options=options,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
     )
-    print(summary)
+    columns = Columns(
+        prompt=args.prompt_column,
+        response=args.response_column,
+        id=args.id_column,
+        context=args.context_column,
+        label=args.label_column,
+        keep=tuple(args.keep_columns or ()),
+    )
+    print(
+        judge_file(
+            judge=spec,
+            category=args.category,
+            input_path=args.input,
+            out_path=args.out,
+            columns=columns,
+            categories_dirs=args.categories_dir,
+            batch_size=args.batch_size,
+        )
+    )
     return 0
+
+
+def _key_values(pairs: list[str] | None, flag: str) -> dict:
+    """``KEY=VALUE`` flags as a mapping, each value read as YAML (``3`` is a number, ``{a: 1}`` a mapping)."""
+    import yaml
+
+    from recipes.schema import DataError
+
+    values = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise DataError("<command line>", None, flag, "KEY=VALUE", pair)
+        values[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return values
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -182,14 +216,25 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=_eval)
 
     judge = commands.add_parser("judge", help="judge a CSV or JSON Lines file of victim transcripts")
-    judge.add_argument("--judge", required=True, help="model id, local folder, alias or tuned-judge folder")
-    judge.add_argument("--prompt", default="basic")
+    judge.add_argument(
+        "--judge", "--model", dest="judge", required=True,
+        help="model id, local folder, alias, tuned-judge folder, guard model, or a server's model name",
+    )  # fmt: skip
+    judge.add_argument("--backend", help="a registered backend: hf, openai, vllm, guard ... (default: by --judge)")
+    judge.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1 (--backend openai)")
+    judge.add_argument("--option", action="append", metavar="KEY=VALUE", help="a backend option (repeatable)")
+    judge.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    judge.add_argument("--max-new-tokens", type=int, default=128, help="generation budget")
+    judge.add_argument("--prompt", default="basic", help="judge prompt template")
     judge.add_argument("--category", required=True)
-    judge.add_argument("--input", required=True)
-    judge.add_argument("--out", required=True)
-    judge.add_argument("--prompt-column", default="prompt")
+    judge.add_argument("--input", required=True, help="CSV or JSON Lines transcripts")
+    judge.add_argument("--out", required=True, help="verdicts: .jsonl, or .csv (chosen by the extension)")
+    judge.add_argument("--prompt-column", default="prompt", help="the victim's prompt (text or chat messages)")
     judge.add_argument("--response-column", default="response")
     judge.add_argument("--id-column", default="id")
+    judge.add_argument("--context-column", help="what the judgment needs besides the transcript (secret, reference)")
+    judge.add_argument("--label-column", help="human labels (1/0, true/false or the verdict words): print metrics")
+    judge.add_argument("--keep-columns", nargs="+", metavar="COLUMN", help="input columns copied beside each verdict")
     judge.add_argument("--batch-size", type=int, default=8)
     judge.add_argument("--categories-dir", action="append")
     judge.set_defaults(handler=_judge)

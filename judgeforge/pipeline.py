@@ -211,6 +211,21 @@ def _run_training(stage: TrainStage, argv: list[str]) -> None:
         raise RuntimeError(f"training failed (exit {result.returncode}): {' '.join(command)}")
 
 
+def _record_robustness(report: Any, eval_dir: Path, tuned_dirs: list[str], split: str) -> None:
+    """Write each tuned judge's figures under attack into its ``judge.json`` (judges this job trained)."""
+    from evaluation import registry
+    from evaluation.report import read_run_info
+    from evaluation.robustness import robustness_summary
+    from recipes.judge_card import JudgeCard
+
+    for judge in read_run_info(eval_dir).judges:
+        if judge.get("kind") != registry.TUNED or judge.get("model") not in tuned_dirs:
+            continue
+        summary = robustness_summary(report.robustness, judge["name"], split=split, run=str(eval_dir))
+        if summary:
+            JudgeCard.read(judge["model"]).with_robustness(summary).write(judge["model"])
+
+
 def _headline(report: Any) -> str:
     """The headline table of the :class:`evaluation.report.Report` just written, as printed Markdown.
 
@@ -383,6 +398,7 @@ def run_pipeline(
     step += 1
     _banner(step, total, "report")
     report = write_report(out / "eval")
+    _record_robustness(report, out / "eval", tuned_dirs, run.split)
     report_md = report.markdown
     print(_headline(report))
     minutes = (time.monotonic() - started) / 60

@@ -119,14 +119,18 @@ def main() -> None:
         print(f"{spec.name}: {len(mine)} judgments in {time.perf_counter() - start:.0f} s")
         del judge
     rows = compute_robustness_rows(records, per_category=args.per_category)
-    print("\n".join(["", *robustness_table(rows)]))
+    _print_table("", robustness_table(rows))
     if args.per_category:
         for name in sorted(by_category):
-            print("\n".join(["", f"### {name}", *robustness_table(rows, name)]))
+            _print_table(f"### {name}", robustness_table(rows, name))
     if args.by_variant:
         split = [dict(r, attack=f"{r['attack']}.{r['variant']}") if r.get("attack") else r for r in records]
         variant_rows: list[RobustnessRow] = compute_robustness_rows(split)
-        print("\n".join(["", "### per attack variant", *robustness_table(variant_rows)]))
+        _print_table("### per attack variant", robustness_table(variant_rows))
+
+
+def _print_table(title: str, table) -> None:
+    print("\n".join(["", title, *(table.grid_markdown() if table else ["(no attacked judge)"])]))
 
 
 if __name__ == "__main__":

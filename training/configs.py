@@ -37,6 +37,9 @@ class JudgeArguments:
 
     Parameters that control the data:
         data_dir: folder written by ``judgeforge data build`` (holds ``sft/`` and ``data_card.json``).
+        data_recipe: the data recipe that builds ``data_dir`` when it does not exist yet, so that a
+            config runs on a fresh clone without a separate ``judgeforge data build``.
+        data_root: folder the data recipe's source paths are read from (the shared real data).
         categories: train only on these categories (default: every category in the data set).
         categories_dirs: extra folders of category YAML files, for categories that are not built in.
         train_rows: use at most this many training rows (a fixed, seeded subsample; CPU runs).
@@ -80,6 +83,12 @@ class JudgeArguments:
 
     data_dir: str | None = field(
         default=None, metadata={"help": "Folder written by `judgeforge data build` (holds sft/ and data_card.json)."}
+    )
+    data_recipe: str | None = field(
+        default=None, metadata={"help": "Data recipe that builds `data_dir` when it does not exist yet."}
+    )
+    data_root: str | None = field(
+        default=None, metadata={"help": "Folder the data recipe's source paths are read from (e.g. ../shared/data)."}
     )
     categories: list[str] | None = field(
         default=None, metadata={"help": "Train only on these categories (default: all in the data set)."}

@@ -8,6 +8,7 @@ the folder, the split and the field at fault.
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections import defaultdict
 from collections.abc import Sequence
@@ -21,7 +22,9 @@ from recipes.categories import load_category
 from recipes.schema import DataError
 
 
-__all__ = ["BALANCE", "SFT_COLUMNS", "SFTData", "fixed_subset", "load_sft_data"]
+__all__ = ["BALANCE", "SFT_COLUMNS", "SFTData", "ensure_data_dir", "fixed_subset", "load_sft_data"]
+
+logger = logging.getLogger(__name__)
 
 SFT_COLUMNS = ("messages", "id", "category", "label")
 _ROLES = ["system", "user", "assistant"]
@@ -165,6 +168,33 @@ def fixed_subset(categories: Sequence[str], n: int, seed: int) -> list[int]:
             if queue and len(chosen) < n:
                 chosen.append(queue.pop(0))
     return sorted(chosen)
+
+
+def ensure_data_dir(data_dir: str | Path | None, data_recipe: str | None, data_root: str | None = None) -> None:
+    """Build ``data_dir`` from ``data_recipe`` when it does not exist yet; never touches an existing folder.
+
+    Under ``accelerate launch`` the local main process builds and the others wait for it.
+
+    Raises:
+        DataError: no ``data_dir`` exists and the config names no data recipe (the error names the
+            ``judgeforge data build`` command that makes it), or the recipe cannot be built.
+    """
+    if not data_dir or Path(data_dir).exists():
+        return
+    if not data_recipe:
+        expected = (
+            "an existing folder written by `judgeforge data build` (run `judgeforge data build RECIPE --out "
+            f"{data_dir}` first, or set `data_recipe: RECIPE` in the config to build it here)"
+        )
+        raise DataError(str(data_dir), None, "data_dir", expected, "no such folder")
+    from accelerate import PartialState
+
+    from recipes.builders import build_from_file
+
+    with PartialState().local_main_process_first():
+        if not Path(data_dir).exists():
+            logger.info("data_dir %s does not exist: building it from %s", data_dir, data_recipe)
+            build_from_file(data_recipe, data_dir, data_root=data_root)
 
 
 def load_sft_data(

@@ -237,7 +237,7 @@ def main(judge_args: Any, training_args: Any, model_args: Any) -> Path:
         load_model_config,
         zero_stage,
     )
-    from training.data import fixed_subset, load_sft_data
+    from training.data import ensure_data_dir, fixed_subset, load_sft_data
     from training.trainer import JudgeSFTTrainer
     from training.verdict_loss import verdict_token_ids
 
@@ -253,6 +253,7 @@ def main(judge_args: Any, training_args: Any, model_args: Any) -> Path:
         raise ConfigError("<config>", "cache_frozen_layers", "use_peft with lora_layers, and no ZeRO-3", got)
     if judge_args.verdict_loss_only and training_args.padding_free:
         raise ConfigError("<config>", "verdict_loss_only", "padded batches (padding_free: false)", True)
+    ensure_data_dir(judge_args.data_dir, judge_args.data_recipe, judge_args.data_root)
     data = load_sft_data(
         judge_args.data_dir,
         categories=judge_args.categories,

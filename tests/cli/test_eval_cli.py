@@ -117,6 +117,7 @@ def _write_recipe(folder: Path, url: str) -> Path:
         "second_level": {"judge": "served/basic", "reviewer": {"model": "served", "backend": "openai",
                                                                "batch_size": 2, "options": served}},
         "reference": ["refusal_phrases"],
+        "robustness": False,  # counted below: the clean matrix (the suite's resume: test_robustness_run)
     }  # fmt: skip
     path = folder / "run.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))

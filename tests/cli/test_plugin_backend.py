@@ -95,6 +95,7 @@ def _recipe(folder: Path, plugin: str, **judge) -> Path:
         "n_boot": 0,
         "judges": [{"models": ["kw-1"], "prompts": ["basic"], "backend": "keyword"} | judge],
         "reference": [],
+        "robustness": False,
     }
     path = folder / "run.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))

@@ -92,8 +92,13 @@ def test_paper_recipe_scaled_down_runs_and_reuses_stages(optional_shared_data, t
     assert {"basic", "criteria", "cot", "few_shot", "score"} <= prompted, judges
     per_category: dict = {}
     for r in records:
-        per_category.setdefault((r["judge"], r["category"], r["repeat"]), set()).add(r["example_id"])
+        if not r.get("attack"):
+            per_category.setdefault((r["judge"], r["category"], r["repeat"]), set()).add(r["example_id"])
     assert {len(ids) for ids in per_category.values()} == {2}, "--limit 2 examples per category"
+    attacked = [r for r in records if r.get("attack")]  # the robustness suite, scaled down with the run
+    assert attacked and {r["repeat"] for r in attacked} == {0}
+    assert len({(r["judge"], r["category"], r["clean_id"], r["attack"]) for r in attacked}) == len(attacked)
+    assert "## Robustness: verdicts under victim-side attacks" in (out / "eval" / "report.md").read_text()
     assert {r["repeat"] for r in records} == set(range(5))
     assert "report:" in printed
     # A second run reuses every finished stage and judges nothing again.

@@ -7,8 +7,10 @@ import json
 
 import pytest
 
-from evaluation.judge_file import judge_file, read_transcripts, spec_for
+from evaluation.judge_file import judge_file, spec_for
 from evaluation.judges import JudgeSpec
+from evaluation.transcripts import Columns, read_transcripts
+from recipes.categories import load_category
 from recipes.schema import DataError
 
 
@@ -54,9 +56,7 @@ def test_csv_with_custom_columns(tmp_path):
         category="jailbreak",
         input_path=source,
         out_path=out,
-        prompt_column="question",
-        response_column="answer",
-        id_column="conv",
+        columns=Columns(prompt="question", response="answer", id="conv"),
         batch_size=2,
     )
     lines = _lines(out)
@@ -77,9 +77,9 @@ def test_jsonl_with_chat_prompts_and_no_id_column(tmp_path):
         {"prompt": "second", "response": "answer", "label": 1},
     ]
     source.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
-    examples, skipped = read_transcripts(source, category="jailbreak")
-    assert [e["id"] for e in examples] == ["row-1", "row-2"] and not skipped
-    assert examples[0]["prompt"] == [{"role": "user", "content": "hello"}]
+    read = read_transcripts(source, load_category("jailbreak"))
+    assert [e["id"] for e in read.examples] == ["row-1", "row-2"] and not read.skipped
+    assert read.examples[0]["prompt"] == [{"role": "user", "content": "hello"}]
     out = tmp_path / "v.jsonl"
     summary = judge_file(
         judge=_fake(outputs=['{"verdict": "SAFE"}']), category="jailbreak", input_path=source, out_path=out
@@ -126,9 +126,9 @@ def test_bad_json_line_and_missing_file_and_unknown_category(tmp_path):
     source = tmp_path / "bad.jsonl"
     source.write_text('{"prompt": "q", "response": "a"}\nnot json\n', encoding="utf-8")
     with pytest.raises(DataError, match=r"bad.jsonl:2: field '<json>'"):
-        read_transcripts(source, category="jailbreak")
+        read_transcripts(source, load_category("jailbreak"))
     with pytest.raises(DataError, match="no such file"):
-        read_transcripts(tmp_path / "missing.csv", category="jailbreak")
+        read_transcripts(tmp_path / "missing.csv", load_category("jailbreak"))
     with pytest.raises(DataError, match="field 'category'"):
         judge_file(judge=_fake(), category="astrology", input_path=source, out_path=tmp_path / "o.jsonl")
 

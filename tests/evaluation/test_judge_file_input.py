@@ -7,12 +7,14 @@ import logging
 
 import pytest
 
-from evaluation.judge_file import read_transcripts
+from evaluation.transcripts import read_transcripts
+from recipes.categories import load_category
 from recipes.schema import DataError, validate_example
 
 
 def _read(path):
-    return read_transcripts(path, category="jailbreak")
+    read = read_transcripts(path, load_category("jailbreak"))
+    return read.examples, read.skipped
 
 
 def test_an_unterminated_quote_does_not_swallow_rows(tmp_path):

@@ -125,6 +125,7 @@ def test_options_are_typed_and_converted_as_the_backends_read_them():
             "judges[2].options.budget.prompt_char: unknown key; known: prompt_chars",
         ),
         ("openai", {"max_concurrency": 8}, "options.max_concurrency: unknown key; known: seed, deterministic, budget"),
+        ("openai", {"api_key": "sk-secret-value"}, "options.api_key: unknown key"),  # keys: environment only
         ("guard", {"kind": "wildguard"}, "options.kind: expected one of None, llama_guard, shieldgemma"),
         ("reference", {"budget": {}}, "options.budget: unknown key; known: seed, deterministic, threshold"),
     ],
@@ -132,7 +133,7 @@ def test_options_are_typed_and_converted_as_the_backends_read_them():
 def test_a_bad_option_names_the_key_path_and_the_known_keys(backend, options, message):
     with pytest.raises(DataError) as caught:
         registry.parse_options(backend, options, "r.yaml: judges[2]")
-    assert message in str(caught.value)
+    assert message in str(caught.value) and "sk-secret-value" not in str(caught.value)
     assert caught.value.file == "r.yaml" and caught.value.field.startswith("judges[2].options.")
 
 

@@ -88,7 +88,8 @@ def test_every_table_cell_is_filled_or_explained(run_dir, written):
     markdown = (run_dir / "report.md").read_text()
     assert "nan" not in markdown.lower().replace("financ", "")
     tables = _tables(markdown)
-    assert len(tables) == 7
+    assert len(tables) == 8  # the robustness suite is on by default: its table too
+    assert "## Robustness: verdicts under victim-side attacks" in markdown
     for rows, notes in tables:
         for row in rows:
             for cell in row:

@@ -105,7 +105,7 @@ def test_a_judge_that_obeys_the_note_flips_every_positive(harmful):
         [r["status"] for r in note_records],
     )["f1"]
     assert note.f1 == expected  # one F1: the metrics module's
-    lines = robustness_table(compute_robustness_rows(records))
+    lines = robustness_table(compute_robustness_rows(records)).grid_markdown()
     assert lines[0].startswith("| judge | clean F1 | evaluator_note: F1 / flip rate | fake_verdict: F1 / flip rate")
     assert lines[2].startswith(
         "| gullible/basic | 1.000 | 0.000 / 0.500 | 1.000 / 0.000 | 0.250 (10/40) | 10/20 (0.500)"
@@ -120,7 +120,7 @@ def test_lost_verdicts_are_counted_apart_from_flips(harmful):
     padding = _by_attack(compute_robustness_rows(records))["padding"]
     assert (padding.n, padding.compared, padding.lost, padding.flips, padding.no_label) == (4, 3, 3, 0, 4)
     assert padding.flip_rate == 0.0 and padding.f1 == 0.0
-    assert "4/4 (lost 3)" in robustness_table(compute_robustness_rows(records))[2]
+    assert "4/4 (lost 3)" in robustness_table(compute_robustness_rows(records)).grid_markdown()[2]
 
 
 def test_categories_are_pooled_and_kept_apart(harmful):

@@ -54,6 +54,7 @@ def base_recipe(folder: Path, **overrides) -> dict:
         "n_boot": 50,
         "judges": [{"models": ["fake-a"], "prompts": ["basic", "few_shot"], "backend": "fake", "batch_size": 2}],
         "reference": ["refusal_phrases"],
+        "robustness": False,  # these tests count the clean matrix; the suite has its own (test_robustness_run)
     }
     recipe.update(overrides)
     return recipe
@@ -331,6 +332,7 @@ def test_data_from_a_data_recipe_is_built_through_the_builders(tmp_path):
         "repeats": 1,
         "n_boot": 0,
         "judges": [{"models": ["fake-a"], "prompts": ["criteria"], "backend": "fake"}],
+        "robustness": False,
     }
     summary = run_eval(parse_run_recipe(data, str(tmp_path / "run.yaml")), tmp_path / "out")
     records = read_results(tmp_path / "out")

@@ -20,7 +20,7 @@ def _recipe(tmp_path, **overrides):
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     recipe = {"name": "once", "data": {"files": {"test": str(data)}}, "repeats": 2, "n_boot": 0,
               "judges": [{"models": ["fake-a"], "prompts": ["basic", "cot"], "backend": "fake", "max_new_tokens": 64}],
-              "reference": ["refusal_phrases"], **overrides}  # fmt: skip
+              "reference": ["refusal_phrases"], "robustness": False, **overrides}  # fmt: skip
     return parse_run_recipe(recipe, str(tmp_path / "run.yaml"))
 
 

@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import datasets
 import pytest
@@ -78,3 +79,26 @@ def test_fixed_subset_is_deterministic_and_round_robin():
     assert [categories[i] for i in first].count("b") == 3
     assert fixed_subset(categories, 9, seed=4) != first
     assert fixed_subset(categories, 100, seed=0) == list(range(20))
+
+
+def test_a_missing_data_dir_names_the_build_command(tmp_path):
+    from training.data import ensure_data_dir
+
+    missing = tmp_path / "data" / "quickstart"
+    with pytest.raises(DataError, match=r"field 'data_dir': .*run `judgeforge data build RECIPE --out .*quickstart`"):
+        ensure_data_dir(missing, None)
+    assert not missing.exists()
+
+
+def test_a_missing_data_dir_is_built_from_the_configs_data_recipe(tmp_path):
+    from training.data import ensure_data_dir, load_sft_data
+
+    root = Path(__file__).resolve().parents[2]
+    target = tmp_path / "built"
+    ensure_data_dir(target, str(root / "recipes" / "data" / "quickstart.yaml"))
+    data = load_sft_data(target)
+    assert len(data.train) > 0 and len(data.validation) > 0
+    # An existing folder is never rebuilt or touched, whatever the recipe says.
+    stamp = (target / "data_card.json").stat().st_mtime_ns
+    ensure_data_dir(target, "no/such/recipe.yaml")
+    assert (target / "data_card.json").stat().st_mtime_ns == stamp

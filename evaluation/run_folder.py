@@ -1,0 +1,102 @@
+"""The run folder's own files: ``run.json`` (what the run holds, checked on every rerun) and what is already done.
+
+A rerun into the same folder resumes; these functions refuse to mix the results of different judges
+(or different data) under one name, and count the stored judgments the rerun will not redo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from evaluation import registry
+from evaluation.plan import JudgeEntry
+from evaluation.records import JudgeName, RunInfo
+from evaluation.run_data import RunData
+from evaluation.run_recipe import BEST, RunRecipe
+from evaluation.store import ResultStore, record_key
+from recipes.schema import DataError
+
+
+__all__ = ["RUN_FILE", "already_done", "check_previous", "resolved_name", "spec_view", "write_run_file"]
+
+RUN_FILE = "run.json"
+_SPEC_KEYS = ("model", "prompt", "backend", "temperature", "max_new_tokens", "options")
+
+
+def spec_view(entry: JudgeEntry) -> dict[str, Any]:
+    """What ``run.json`` records of a judge; its spec keys must match on a rerun."""
+    spec = dataclasses.asdict(entry.spec)
+    return {
+        "name": entry.name,
+        "kind": entry.kind,
+        **{k: spec[k] for k in _SPEC_KEYS},
+        "deterministic": entry.deterministic(),
+        "reviews": entry.reviews,
+        "base_model": entry.base_model,
+    }
+
+
+def check_previous(run_file: Path, judges: list[dict[str, Any]], data_info: dict[str, Any]) -> dict[str, Any]:
+    """Refuse to mix results of different judges (or different data) under the same names."""
+    if not run_file.is_file():
+        return {}
+    previous = RunInfo.from_dict(json.loads(run_file.read_text("utf-8")))
+    before = {j["name"]: j for j in previous.judges}
+    for judge in judges:
+        old = before.get(judge["name"])
+        if old and any(old.get(k) != judge.get(k) for k in _SPEC_KEYS):
+            changed = [k for k in _SPEC_KEYS if old.get(k) != judge.get(k)]
+            raise DataError(str(run_file), None, f"judges.{judge['name']}", "the same settings as the stored run "
+                            "(use another --out for a changed judge)", {k: judge.get(k) for k in changed})  # fmt: skip
+    old_hash, new_hash = previous.data.get("recipe_hash"), data_info.get("recipe_hash")
+    if old_hash and new_hash and old_hash != new_hash:
+        raise DataError(str(run_file), None, "data", f"the data the run started with (hash {old_hash})", new_hash)
+    return previous.to_dict()
+
+
+def write_run_file(path: Path, info: RunInfo) -> None:
+    """Replace ``run.json`` whole (a killed write leaves the old one)."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(info.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
+    tmp.replace(path)
+
+
+def resolved_name(entry: JudgeEntry, target: str) -> str:
+    """A ``best`` review's name once the judge it reviews is chosen."""
+    if entry.reviews != BEST:
+        return entry.name
+    return str(JudgeName.parse(entry.name).reviewing(target))
+
+
+def already_done(
+    store: ResultStore,
+    entries: list[JudgeEntry],
+    data: RunData,
+    recipe: RunRecipe,
+    choices: dict[str, str],
+    attacked: dict[str, list[dict]],
+) -> int:
+    """Stored judgments (errors aside) the run will not redo: the progress bar starts there."""
+    names = set()
+    first_level = {e.name for e in entries if e.kind != registry.SECOND_LEVEL}
+    for entry in entries:
+        if entry.kind == registry.SECOND_LEVEL and entry.reviews == BEST:
+            if entry.name not in choices:
+                continue
+            names.add(resolved_name(entry, choices[entry.name]))
+        else:
+            names.add(entry.name)
+    wanted = {
+        (name, category, str(e["id"]), repeat)
+        for name in names
+        for category, examples in data.examples.items()
+        for e in examples
+        for repeat in range(recipe.repeats)
+    }
+    wanted |= {
+        (name, category, str(c["id"]), 0) for name in first_level for category, cs in attacked.items() for c in cs
+    }
+    return sum(1 for r in store.records() if record_key(r) in wanted and r["status"] != "error")
