@@ -32,7 +32,6 @@ import csv
 import dataclasses
 import io
 import json
-import math
 import os
 from collections import Counter
 from pathlib import Path
@@ -42,6 +41,7 @@ from evaluation import registry
 from evaluation.judges import JudgeResult, JudgeSpec, build_judge
 from evaluation.metrics import compute_binary_metrics
 from evaluation.store import ResultStore, StoreLockedError
+from evaluation.tables import is_missing
 from evaluation.transcripts import Columns, Transcripts, read_transcripts
 from recipes.categories import load_category
 from recipes.prompts import load_template
@@ -236,7 +236,7 @@ def label_metrics(transcripts: Transcripts, records: dict[str, dict[str, Any]]) 
 
 
 def _number(value: float) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+    return "n/a" if is_missing(value) else f"{value:.3f}"
 
 
 def metrics_lines(metrics: dict[str, Any], unlabelled: int) -> list[str]:
@@ -253,7 +253,7 @@ def metrics_lines(metrics: dict[str, Any], unlabelled: int) -> list[str]:
 
 
 def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
+    if is_missing(value):
         return None
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}

@@ -102,16 +102,19 @@ def _check_rows(rows: datasets.Dataset, where: str) -> None:
             raise DataError(where, i, "label", "0 or 1", label)
 
 
-def _select_categories(data: datasets.DatasetDict, wanted: Sequence[str] | None, where: str) -> datasets.DatasetDict:
-    present = sorted(set(data["train"]["category"]) | set(data["validation"]["category"]))
+def _select(
+    data: datasets.DatasetDict, column: str, field: str, wanted: Sequence[str] | None, where: str
+) -> datasets.DatasetDict:
+    """Keep the rows whose ``column`` value is wanted; a wanted value absent from the data is an error on ``field``."""
     if not wanted:
         return data
-    unknown = [c for c in wanted if c not in present]
+    present = sorted(set(data["train"][column]) | set(data["validation"][column]))
+    unknown = [v for v in wanted if v not in present]
     if unknown:
-        raise DataError(where, None, "categories", f"categories present in the data set {present}", unknown)
+        raise DataError(where, None, field, f"{field} present in the data set {present}", unknown)
     keep = set(wanted)
     return datasets.DatasetDict(
-        {split: rows.filter(lambda c: c in keep, input_columns="category") for split, rows in data.items()}
+        {split: rows.filter(lambda v: v in keep, input_columns=column) for split, rows in data.items()}
     )
 
 
@@ -126,19 +129,6 @@ def _with_sources(data: datasets.DatasetDict, folder: Path) -> datasets.DatasetD
                 known.update(zip(examples[split]["id"], examples[split]["source"]))
     return datasets.DatasetDict(
         {split: rows.add_column("source", [known.get(i, "") for i in rows["id"]]) for split, rows in data.items()}
-    )
-
-
-def _select_sources(data: datasets.DatasetDict, wanted: Sequence[str] | None, where: str) -> datasets.DatasetDict:
-    if not wanted:
-        return data
-    present = sorted(set(data["train"]["source"]) | set(data["validation"]["source"]))
-    unknown = [s for s in wanted if s not in present]
-    if unknown:
-        raise DataError(where, None, "sources", f"sources present in the data set {present}", unknown)
-    keep = set(wanted)
-    return datasets.DatasetDict(
-        {split: rows.filter(lambda s: s in keep, input_columns="source") for split, rows in data.items()}
     )
 
 
@@ -231,8 +221,8 @@ def load_sft_data(
     card = _load_card(folder)
     if balance not in BALANCE:
         raise DataError("<config>", None, "balance", f"one of {list(BALANCE)}", balance)
-    data = _select_categories(_load_splits(folder), categories, str(folder))
-    data = _select_sources(_with_sources(data, folder), sources, str(folder))
+    data = _select(_load_splits(folder), "category", "categories", categories, str(folder))
+    data = _select(_with_sources(data, folder), "source", "sources", sources, str(folder))
     for split in ("train", "validation"):
         if len(data[split]) == 0:
             raise DataError(str(folder / "sft"), split, "rows", "at least one row", 0)

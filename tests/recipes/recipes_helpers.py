@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from recipes.schema import validate_example
+
 
 # The eight curated categories every build of the project knows.
 CURATED = {
@@ -84,3 +86,28 @@ def toy_recipe(tmp_path: Path, **overrides) -> str:
         **overrides,
     }
     return str(write_yaml(tmp_path / "recipe.yaml", data))
+
+
+def toy_examples(
+    n: int, groups: int, *, positive_every: int, category: str = "toy", source: str | None = None, text: str = ""
+) -> list[dict]:
+    """``n`` validated examples, label 1 on every ``positive_every``-th, spread over ``groups`` groups.
+
+    With a ``source`` the rows carry it, and their prompts, groups and origins are named after it
+    (``text`` replaces it in the prompt), so that rows of two sources differ unless asked not to.
+    """
+    prefix = text or source
+    return [
+        validate_example(
+            {
+                "category": category,
+                **({"source": source} if source else {}),
+                "prompt": f"{prefix} prompt {i}" if prefix else f"prompt {i}",
+                "response": f"response {i}",
+                "label": int(i % positive_every == 0),
+                "group": f"{source}-g{i % groups}" if source else f"g{i % groups}",
+                "meta": {"origin": f"{source or 'data'}.csv:{i + 1}"},
+            }
+        )
+        for i in range(n)
+    ]

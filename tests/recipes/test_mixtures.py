@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from recipes_helpers import TOY_COLUMNS, TOY_LABELS, toy_rows, write_csv, write_yaml
+from recipes_helpers import TOY_COLUMNS, TOY_LABELS, toy_examples, toy_rows, write_csv, write_yaml
 
 from recipes.builders import build_datasets, load_data_recipe
 from recipes.mixtures import MixturePlan, cap_sources, dedupe_across_sources, mix
@@ -17,20 +17,7 @@ FRACTIONS = SplitFractions(0.6, 0.2, 0.2)
 
 
 def _rows(source: str, n: int, groups: int, category: str = "toy", positive_every: int = 3, text: str = "") -> list:
-    return [
-        validate_example(
-            {
-                "category": category,
-                "source": source,
-                "prompt": f"{text or source} prompt {i}",
-                "response": f"response {i}",
-                "label": int(i % positive_every == 0),
-                "group": f"{source}-g{i % groups}",
-                "meta": {"origin": f"{source}.csv:{i + 1}"},
-            }
-        )
-        for i in range(n)
-    ]
+    return toy_examples(n, groups, positive_every=positive_every, category=category, source=source, text=text)
 
 
 @pytest.mark.parametrize("cap_by", ["rows", "groups"])

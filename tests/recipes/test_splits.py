@@ -6,6 +6,7 @@ import random
 from collections import Counter
 
 import pytest
+from recipes_helpers import toy_examples
 
 from recipes.schema import DataError, validate_example
 from recipes.splits import (
@@ -18,19 +19,7 @@ from recipes.splits import (
 
 
 def _examples(n=200, groups=50, positive_every=4, category="toy"):
-    return [
-        validate_example(
-            {
-                "category": category,
-                "prompt": f"prompt {i}",
-                "response": f"response {i}",
-                "label": int(i % positive_every == 0),
-                "group": f"g{i % groups}",
-                "meta": {"origin": f"data.csv:{i + 1}"},
-            }
-        )
-        for i in range(n)
-    ]
+    return toy_examples(n, groups, positive_every=positive_every, category=category)
 
 
 FRACTIONS = SplitFractions(0.6, 0.2, 0.2)
