@@ -83,7 +83,10 @@ class LocalModelOptions(PromptOptions):
         default=True, metadata={"help": "a 16-bit model projects onto the vocabulary in float32"}
     )
     prefix_cache: bool = field(default=True, metadata={"help": "compute the shared system prefix once"})
-    max_batch_tokens: int = field(default=16384, metadata={"help": "rows x positions per batch (cache memory bound)"})
+    max_batch_tokens: int | None = field(
+        default=None,
+        metadata={"help": "rows x positions per batch, the memory bound (default: 8192 on a CPU, 16384 on a GPU)"},
+    )
 
 
 @dataclass(frozen=True)
