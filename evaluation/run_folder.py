@@ -1,4 +1,4 @@
-"""The run folder's own files: ``run.json`` (what the run holds, checked on every rerun) and what is already done.
+"""The run folder's own files: ``run.json`` (what the run holds, checked on every rerun; how it ended), what is done.
 
 A rerun into the same folder resumes; these functions refuse to mix the results of different judges
 (or different data) under one name, and count the stored judgments the rerun will not redo.
@@ -8,21 +8,34 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evaluation import registry
 from evaluation.plan import JudgeEntry
-from evaluation.records import JudgeName, RunInfo
+from evaluation.records import JudgeName, JudgmentRecord, RunInfo
 from evaluation.run_data import RunData
 from evaluation.run_recipe import BEST, RunRecipe
 from evaluation.store import ResultStore, record_key
 from recipes.schema import DataError
 
 
-__all__ = ["RUN_FILE", "already_done", "check_previous", "resolved_name", "spec_view", "write_run_file"]
+__all__ = [
+    "RANK_FIELDS",
+    "RUN_FILE",
+    "RunSummary",
+    "already_done",
+    "check_previous",
+    "merge_summaries",
+    "resolved_name",
+    "spec_view",
+    "write_run_file",
+]
 
 RUN_FILE = "run.json"
+RANK_FIELDS = ("rank", "busy_s", "first_level_busy_s", "cost", "units", "judged")  # run.json per process
 _SPEC_KEYS = ("model", "prompt", "backend", "temperature", "max_new_tokens", "options")
 
 
@@ -100,3 +113,57 @@ def already_done(
         (name, category, str(c["id"]), 0) for name in first_level for category, cs in attacked.items() for c in cs
     }
     return sum(1 for r in store.records() if record_key(r) in wanted and r["status"] != "error")
+
+
+@dataclass
+class RunSummary:
+    """Counts for the final line."""
+
+    name: str
+    judged: int = 0
+    invalid: int = 0
+    refusal: int = 0
+    error: int = 0
+    skipped: int = 0
+    resumed: int = 0
+    total: int = 0
+    store: str = ""
+    skipped_reasons: dict[str, int] = field(default_factory=dict)
+    ranks: list[dict[str, Any]] = field(default_factory=list)  # per process of a multi-process run
+
+    def line(self) -> str:
+        """The one summary line a run ends with."""
+        text = (
+            f"{self.name}: judged {self.judged} (invalid {self.invalid}, refusal {self.refusal}, error {self.error}), "
+            f"skipped {self.skipped}, resumed {self.resumed}; {self.total} judgments in {self.store}"
+        )
+        if self.skipped_reasons:
+            text += " | skipped: " + "; ".join(f"{n} × {why}" for why, n in self.skipped_reasons.items())
+        if len(self.ranks) > 1:
+            busy = ", ".join(f"{r['busy_s']:.0f} s ({r['units']} units)" for r in self.ranks)
+            text += f" | {len(self.ranks)} processes busy: {busy}"
+        return text
+
+    def count(self, records: Sequence[JudgmentRecord]) -> None:
+        """Add newly written records to the counts."""
+        self.judged += len(records)
+        for record in records:
+            if record.status in ("invalid", "refusal", "error"):
+                setattr(self, record.status, getattr(self, record.status) + 1)
+
+    def skip(self, n: int, reason: str) -> None:
+        """Count ``n`` items left unjudged, with the reason."""
+        if n:
+            self.skipped += n
+            self.skipped_reasons[reason] = self.skipped_reasons.get(reason, 0) + n
+
+
+def merge_summaries(summaries: Sequence[dict[str, Any]], name: str) -> RunSummary:
+    """The whole run's counts from every rank's (resumed is the same count on every rank)."""
+    total = RunSummary(name=name, resumed=summaries[0]["resumed"], store=summaries[0]["store"])
+    for part in summaries:
+        for key in ("judged", "invalid", "refusal", "error", "skipped"):
+            setattr(total, key, getattr(total, key) + part[key])
+        for why, n in part["skipped_reasons"].items():
+            total.skipped_reasons[why] = total.skipped_reasons.get(why, 0) + n
+    return total

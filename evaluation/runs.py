@@ -24,28 +24,40 @@ judges alike; so is a greedy review of such a judge.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import logging
 import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from evaluation import registry
+from evaluation.distributed import Unit, assign, current_ranks, example_cost, model_size
 from evaluation.judges import JudgeResult, build_judge
 from evaluation.metric_rows import compute_metric_rows
 from evaluation.plan import Cell, JudgeEntry, check_recipe, expand_judges, plan, reviewer_name
 from evaluation.records import JudgmentRecord, RunInfo
 from evaluation.robustness import attack_fields, attacked_copies, is_attacked
 from evaluation.run_data import RunData, load_run_data
-from evaluation.run_folder import RUN_FILE, already_done, check_previous, resolved_name, spec_view, write_run_file
+from evaluation.run_folder import (
+    RANK_FIELDS,
+    RUN_FILE,
+    RunSummary,
+    already_done,
+    check_previous,
+    merge_summaries,
+    resolved_name,
+    spec_view,
+    write_run_file,
+)
 from evaluation.run_recipe import BEST, RunRecipe, RunRecipeError, load_run_recipe
 from evaluation.scale import ScaleDown
-from evaluation.store import ResultStore, record_key
+from evaluation.store import RESULTS_FILE, ResultStore, record_key
 from recipes.categories import Category, load_category
 
 
@@ -63,45 +75,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class RunSummary:
-    """Counts for the final line."""
-
-    name: str
-    judged: int = 0
-    invalid: int = 0
-    refusal: int = 0
-    error: int = 0
-    skipped: int = 0
-    resumed: int = 0
-    total: int = 0
-    store: str = ""
-    skipped_reasons: dict[str, int] = field(default_factory=dict)
-
-    def line(self) -> str:
-        """The one summary line a run ends with."""
-        text = (
-            f"{self.name}: judged {self.judged} (invalid {self.invalid}, refusal {self.refusal}, error {self.error}), "
-            f"skipped {self.skipped}, resumed {self.resumed}; {self.total} judgments in {self.store}"
-        )
-        if self.skipped_reasons:
-            text += " | skipped: " + "; ".join(f"{n} × {why}" for why, n in self.skipped_reasons.items())
-        return text
-
-    def count(self, records: Sequence[JudgmentRecord]) -> None:
-        """Add newly written records to the counts."""
-        self.judged += len(records)
-        for record in records:
-            if record.status in ("invalid", "refusal", "error"):
-                setattr(self, record.status, getattr(self, record.status) + 1)
-
-    def skip(self, n: int, reason: str) -> None:
-        """Count ``n`` items left unjudged, with the reason."""
-        if n:
-            self.skipped += n
-            self.skipped_reasons[reason] = self.skipped_reasons.get(reason, 0) + n
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,95 +165,122 @@ class _Runner:
             return []
         return [c for c in self.attacked.get(category, []) if not self.done((entry.name, category, str(c["id"]), 0))]
 
-    def pending(self, entry: JudgeEntry) -> int:
-        clean = sum(len(self.missing(entry, c, r)) for c in self.categories for r in range(self.recipe.repeats))
-        return clean + sum(len(self.missing_attacked(entry, c)) for c in self.categories)
-
     def judge_kwargs(self, entry: JudgeEntry, category: str) -> dict[str, Any]:
         prompt = entry.spec.prompt
         return {"exemplars": self.exemplars(category)} if prompt == "few_shot" else {}
 
-    def run_first_level(self, entry: JudgeEntry) -> None:
-        pending = self.pending(entry)
-        if not pending:
-            return
+    # -- the plan's units (evaluation.distributed splits them across processes) -------------------
+
+    def _repeats(self, unit: Unit) -> list[int]:
+        return list(range(self.recipe.repeats)) if unit.repeat is None else [unit.repeat]
+
+    def clean_todo(self, entry: JudgeEntry, unit: Unit) -> list[dict]:
+        """The unit's unjudged clean examples, once each (a unit of every repeat is computed once)."""
+        return self.missing_in_any(entry, unit.category, self._repeats(unit))
+
+    def attacked_todo(self, entry: JudgeEntry, unit: Unit) -> list[dict]:
+        """The suite's copies the unit owns: its category's, in repeat 0 (or the unit of every repeat)."""
+        return self.missing_attacked(entry, unit.category) if unit.repeat in (None, 0) else []
+
+    def unit_pending(self, entry: JudgeEntry, unit: Unit) -> int:
+        clean = sum(len(self.missing(entry, unit.category, r)) for r in self._repeats(unit))
+        return clean + len(self.attacked_todo(entry, unit))
+
+    def units(self, entry: JudgeEntry, position: int, computed_once: bool) -> list[Unit]:
+        """The judge's units with work left, each with its estimated cost (examples x tokens x model size)."""
+        size = model_size(entry.spec)
+        reference = entry.kind == registry.REFERENCE
+        repeats: list[int | None] = [None] if computed_once else list(range(self.recipe.repeats))
+        units = []
+        for c, name in enumerate(self.categories):
+            for repeat in repeats:
+                unit = Unit(entry.name, name, repeat, 0.0, (position, c, repeat or 0), reference)
+                todo = self.clean_todo(entry, unit) + self.attacked_todo(entry, unit)
+                if todo:
+                    cost = size * sum(example_cost(e, entry.spec) for e in todo)
+                    units.append(dataclasses.replace(unit, cost=cost))
+        return units
+
+    def _build(self, entry: JudgeEntry, pending: int, build: Callable[[], Any]) -> Any:
+        """The judge, or None with its pending work skipped and counted (one judge failing skips only it)."""
         self.bar.set_postfix_str(entry.name)
         try:
-            judge = build_judge(entry.spec, train_examples=self.data.train)
-        except Exception as error:  # noqa: BLE001 (process edge: one judge failing to load skips only it)
+            return build()
+        except Exception as error:  # noqa: BLE001 (process edge)
             logger.error("cannot build judge %s: %s: %s", entry.name, type(error).__name__, error)
             self.summary.skip(pending, f"{entry.name} could not be built ({type(error).__name__}: {error})")
             self.bar.update(pending)
+            return None
+
+    def run_first_level(self, entry: JudgeEntry, units: Sequence[Unit]) -> None:
+        pending = sum(self.unit_pending(entry, u) for u in units)
+        if not pending:
             return
-        repeats = range(self.recipe.repeats)
+        judge = self._build(entry, pending, lambda: build_judge(entry.spec, train_examples=self.data.train))
+        if judge is None:
+            return
         # A tuned judge answers only the categories it was tuned on (e.g. one tuned on GPTFuzz alone, in a run
         # of several categories): the rest are skipped and counted, not judged with words it never learnt.
         tuned_on = getattr(judge, "verdict_words", None) if entry.kind == registry.TUNED else None
-        for name, category in self.categories.items():
-            if tuned_on and name not in tuned_on:
-                left = sum(len(self.missing(entry, name, r)) for r in repeats) + len(
-                    self.missing_attacked(entry, name)
-                )
-                self.summary.skip(left, f"{entry.name} was not tuned on {name}")
+        judged = [u for u in units if not tuned_on or u.category in tuned_on]
+        for unit in units:
+            if unit not in judged:
+                left = self.unit_pending(entry, unit)
+                self.summary.skip(left, f"{entry.name} was not tuned on {unit.category}")
                 self.bar.update(left)
-                continue
+        for unit in judged:
+            name, category, repeats = unit.category, self.categories[unit.category], self._repeats(unit)
             kwargs = self.judge_kwargs(entry, name)
-            if entry.deterministic():
-                todo = sorted(self.missing_in_any(entry, name, repeats), key=lambda e: str(e["id"]))
+            if unit.repeat is None:  # computed once, recorded for every repeat
+                todo = sorted(self.clean_todo(entry, unit), key=lambda e: str(e["id"]))
                 for batch in _chunks(todo, entry.spec.batch_size):
                     results = _safe_judge(judge, batch, category, 0, **kwargs)
                     self.write([_record(entry, res, ex, name, r) for r in repeats for res, ex in zip(results, batch)])
                 continue
-            for repeat in repeats:
-                for batch in _chunks(self.missing(entry, name, repeat), entry.spec.batch_size):
-                    results = _safe_judge(judge, batch, category, repeat, **kwargs)
-                    self.write([_record(entry, res, ex, name, repeat) for res, ex in zip(results, batch)])
-        for name, category in self.categories.items():  # the suite's copies, after every clean verdict
-            if tuned_on and name not in tuned_on:
-                continue
-            kwargs = self.judge_kwargs(entry, name)
-            for batch in _chunks(self.missing_attacked(entry, name), entry.spec.batch_size):
-                results = _safe_judge(judge, batch, category, 0, **kwargs)
-                self.write([_record(entry, res, ex, name, 0) for res, ex in zip(results, batch)])
+            for batch in _chunks(self.missing(entry, name, unit.repeat), entry.spec.batch_size):
+                results = _safe_judge(judge, batch, category, unit.repeat, **kwargs)
+                self.write([_record(entry, res, ex, name, unit.repeat) for res, ex in zip(results, batch)])
+        for unit in judged:  # the suite's copies, after every clean verdict
+            kwargs = self.judge_kwargs(entry, unit.category)
+            for batch in _chunks(self.attacked_todo(entry, unit), entry.spec.batch_size):
+                results = _safe_judge(judge, batch, self.categories[unit.category], 0, **kwargs)
+                self.write([_record(entry, res, ex, unit.category, 0) for res, ex in zip(results, batch)])
         del judge
         gc.collect()
 
-    def run_second_level(self, entry: JudgeEntry, first: JudgeEntry) -> None:
-        pending = self.pending(entry)
+    def run_second_level(self, entry: JudgeEntry, first: JudgeEntry, units: Sequence[Unit]) -> None:
+        pending = sum(self.unit_pending(entry, u) for u in units)
         if not pending:
             return
-        self.bar.set_postfix_str(entry.name)
         stored = {record_key(r): r for r in self.store.records() if r["judge"] == first.name}
-        try:
+
+        def build() -> Any:
             from evaluation.second_level import SecondLevelJudge
 
-            judge = SecondLevelJudge(build_judge(first.spec, train_examples=self.data.train), entry.spec)
-        except Exception as error:  # noqa: BLE001 (process edge)
-            logger.error("cannot build second-level judge %s: %s: %s", entry.name, type(error).__name__, error)
-            self.summary.skip(pending, f"{entry.name} could not be built ({type(error).__name__}: {error})")
-            self.bar.update(pending)
+            return SecondLevelJudge(build_judge(first.spec, train_examples=self.data.train), entry.spec)
+
+        judge = self._build(entry, pending, build)
+        if judge is None:
             return
-        # A greedy review of a first judge computed once is the same in every repeat: review once.
-        once = entry.deterministic() and first.deterministic()
-        all_repeats = list(range(self.recipe.repeats))
-        for name, category in self.categories.items():
+        for unit in units:
+            name, category = unit.category, self.categories[unit.category]
             kwargs = self.judge_kwargs(first, name)
-            for repeat in all_repeats[:1] if once else all_repeats:
-                written = all_repeats if once else [repeat]
-                todo = []
-                for example in self.missing_in_any(entry, name, written):
-                    previous = stored.get((first.name, name, str(example["id"]), repeat))
-                    if previous is None:
-                        self.summary.skip(len(written), f"no first-level verdict of {first.name} to review")
-                        self.bar.update(len(written))
-                    else:
-                        todo.append((example, previous))
-                for batch in _chunks(todo, entry.spec.batch_size):
-                    examples = [example for example, _ in batch]
-                    firsts = [_result_from_record(previous) for _, previous in batch]
-                    results = _safe_judge(judge, examples, category, repeat, first_results=firsts, **kwargs)
-                    records = [_record(entry, res, ex, name, r) for r in written for res, ex in zip(results, examples)]
-                    self.write(records)
+            # A greedy review of a first judge computed once is the same in every repeat: reviewed once.
+            written = self._repeats(unit)
+            repeat = unit.repeat or 0
+            todo = []
+            for example in self.clean_todo(entry, unit):
+                previous = stored.get((first.name, name, str(example["id"]), repeat))
+                if previous is None:
+                    self.summary.skip(len(written), f"no first-level verdict of {first.name} to review")
+                    self.bar.update(len(written))
+                else:
+                    todo.append((example, previous))
+            for batch in _chunks(todo, entry.spec.batch_size):
+                examples = [example for example, _ in batch]
+                firsts = [_result_from_record(previous) for _, previous in batch]
+                results = _safe_judge(judge, examples, category, repeat, first_results=firsts, **kwargs)
+                self.write([_record(entry, res, ex, name, r) for r in written for res, ex in zip(results, examples)])
         del judge
         gc.collect()
 
@@ -302,25 +302,8 @@ def _best_prompted(records: list[dict[str, Any]], prompted: list[str]) -> str:
     return min(prompted, key=rank)
 
 
-def run_eval(
-    recipe: RunRecipe,
-    out_dir: str | Path,
-    *,
-    data_root: str | Path | None = None,
-) -> RunSummary:
-    """Run ``recipe`` into ``out_dir`` (resuming what a previous run there left undone).
-
-    Args:
-        recipe: the parsed run recipe, ready to run (scale-down, if any, already applied:
-            :class:`evaluation.scale.ScaleDown`).
-        out_dir: the run folder (``results.jsonl``, ``run.json``).
-        data_root: folder that relative source paths of a data recipe are read from.
-
-    Returns:
-        The :class:`RunSummary` (its :meth:`RunSummary.line` is what the CLI prints).
-    """
-    check_recipe(recipe)
-    data = load_run_data(recipe, data_root=data_root)
+def _with_run_options(recipe: RunRecipe, data: RunData) -> list[JudgeEntry]:
+    """The recipe's judges, with the run's seed and the data's field budget where the backend takes them."""
     entries = expand_judges(recipe)
     for i, entry in enumerate(entries):
         options = dict(entry.spec.options)
@@ -332,10 +315,40 @@ def run_eval(
             options["budget"], changed = dict(data.budget), True  # prompted judges see what tuned ones saw
         if changed:
             entries[i] = dataclasses.replace(entry, spec=dataclasses.replace(entry.spec, options=options))
+    return entries
+
+
+def run_eval(
+    recipe: RunRecipe,
+    out_dir: str | Path,
+    *,
+    data_root: str | Path | None = None,
+) -> RunSummary:
+    """Run ``recipe`` into ``out_dir`` (resuming what a previous run there left undone).
+
+    Under ``accelerate launch`` each process runs its share of the plan (:mod:`evaluation.distributed`)
+    into its own store file; rank 0 finishes ``run.json`` once every rank is done.
+
+    Args:
+        recipe: the parsed run recipe, ready to run (scale-down, if any, already applied:
+            :class:`evaluation.scale.ScaleDown`).
+        out_dir: the run folder (``results.jsonl``, one ``results.rank-<r>.jsonl`` per other rank, ``run.json``).
+        data_root: folder that relative source paths of a data recipe are read from.
+
+    Returns:
+        The :class:`RunSummary` of the whole run on rank 0, of its own share on the other ranks.
+    """
+    ranks = current_ranks()
+    check_recipe(recipe)
+    data = load_run_data(recipe, data_root=data_root)
+    entries = _with_run_options(recipe, data)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run_file = out / RUN_FILE
-    with ResultStore.open(out) as store:
+    with contextlib.ExitStack() as stack:
+        if not ranks.main:
+            ranks.wait()  # rank 0 holds the lock and has repaired every file
+        store = stack.enter_context(ResultStore.open(out, rank=ranks.rank))
         previous = check_previous(run_file, [spec_view(e) for e in entries], data.info)
         choices: dict[str, str] = dict(previous.get("second_level_choice", {}))
         payload = RunInfo(
@@ -349,38 +362,76 @@ def run_eval(
             judges=[spec_view(e) for e in entries],
             second_level_choice=choices,
         )
-        write_run_file(run_file, payload)
+        if ranks.main:
+            write_run_file(run_file, payload)
+            ranks.wait()
         summary = RunSummary(name=recipe.name, store=str(store.path))
-        per_item = sum(len(v) for v in data.examples.values()) * recipe.repeats
         runner = _Runner(recipe, data, store, summary, None)
-        copies = sum(len(v) for v in runner.attacked.values())
-        total = per_item * len(entries) + copies * sum(e.kind != registry.SECOND_LEVEL for e in entries)
         summary.resumed = already_done(store, entries, data, recipe, choices, runner.attacked)
-        bar = tqdm(
-            total=total, initial=summary.resumed, desc=f"eval {recipe.name}", unit="judgment", dynamic_ncols=True
-        )
+        first_level = [e for e in entries if e.kind != registry.SECOND_LEVEL]
+        units = [u for i, e in enumerate(first_level) for u in runner.units(e, i, e.deterministic())]
+        mine = assign(units, ranks.world)[ranks.rank]
+        by_name = {e.name: e for e in first_level}
+        work = sum(runner.unit_pending(by_name[u.judge], u) for u in mine)
+        desc = f"eval {recipe.name}" + (f" [rank {ranks.rank}/{ranks.world}]" if ranks.world > 1 else "")
+        bar = tqdm(total=summary.resumed + work, initial=summary.resumed, desc=desc, unit="judgment",
+                   dynamic_ncols=True, position=ranks.rank)  # fmt: skip
         runner.bar = bar
+        busy = [0.0, 0.0]
         try:
-            first_level = [e for e in entries if e.kind != registry.SECOND_LEVEL]
+            started = time.monotonic()
             for entry in first_level:
-                runner.run_first_level(entry)
+                runner.run_first_level(entry, [u for u in mine if u.judge == entry.name])
+            busy[0] = time.monotonic() - started
+            ranks.wait()  # every first-level verdict is stored before any review or choice
+            store.refresh()
             prompted = [e.name for e in first_level if e.kind == registry.PROMPTED]
-            by_name = {e.name: e for e in first_level}
+            reviews = []
             for entry in [e for e in entries if e.kind == registry.SECOND_LEVEL]:
                 target = entry.reviews
                 if target == BEST:
                     target = choices.get(entry.name) or _best_prompted(store.records(), prompted)
+                    if ranks.main and choices.get(entry.name) != target:
+                        logger.info("second level %s reviews the best prompted judge: %s", entry.name, target)
                     choices[entry.name] = target
-                    payload.second_level_choice = choices
-                    write_run_file(run_file, payload)
-                    logger.info("second level %s reviews the best prompted judge: %s", entry.name, target)
                 resolved = dataclasses.replace(
                     entry, spec=dataclasses.replace(entry.spec, name=resolved_name(entry, target)), reviews=target
                 )
-                runner.run_second_level(resolved, by_name[target])
+                reviews.append((resolved, by_name[target]))
+            if ranks.main and choices:
+                payload.second_level_choice = choices
+                write_run_file(run_file, payload)
+            units = [
+                u
+                for i, (entry, first) in enumerate(reviews)
+                for u in runner.units(entry, len(first_level) + i, entry.deterministic() and first.deterministic())
+            ]
+            mine_reviews = assign(units, ranks.world)[ranks.rank]
+            bar.total += sum(runner.unit_pending(entry, u) for entry, _ in reviews for u in mine_reviews
+                             if u.judge == entry.name)  # fmt: skip
+            bar.refresh()
+            started = time.monotonic()
+            for entry, first in reviews:
+                runner.run_second_level(entry, first, [u for u in mine_reviews if u.judge == entry.name])
+            busy[1] = time.monotonic() - started
         finally:
             bar.close()
-        summary.total = len(store)
+        share = {
+            **dataclasses.asdict(summary),
+            "rank": ranks.rank,
+            "busy_s": round(sum(busy), 2),
+            "first_level_busy_s": round(busy[0], 2),
+            "cost": round(sum(u.cost for u in mine + mine_reviews), 1),
+            "units": len(mine) + len(mine_reviews),
+        }
+        ranks.wait()
+        shares = ranks.gather(share)
+        if not ranks.main:
+            return summary
+        store.refresh()
+        summary = merge_summaries(shares, recipe.name)
+        summary.store, summary.total = str(out / RESULTS_FILE), len(store)
+        summary.ranks = [{k: part[k] for k in RANK_FIELDS} for part in shares]
     payload.finished = {k: v for k, v in dataclasses.asdict(summary).items() if k != "skipped_reasons"}
     payload.finished["skipped_reasons"] = summary.skipped_reasons
     write_run_file(run_file, payload)
@@ -397,8 +448,10 @@ def run_eval_file(
     """Load a run recipe file, scale it down once, and run it (what ``judgeforge eval`` calls).
 
     Returns:
-        The summary line and the next command.
+        The summary line and the next command (empty on ranks other than 0).
     """
     recipe = (scale or ScaleDown()).apply(load_run_recipe(recipe_path))
     summary = run_eval(recipe, out_dir, data_root=data_root)
+    if not current_ranks().main:
+        return ""  # rank 0 prints the whole run's line
     return summary.line() + f"\nnext: judgeforge report {out_dir}"

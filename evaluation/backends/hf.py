@@ -8,10 +8,10 @@ a category shares, is computed once and its cache reused (see :mod:`evaluation.b
 
 Spec options: ``read`` (``auto`` | ``logits`` | ``generate``), ``dtype`` (``auto`` default:
 bfloat16 where the device computes it natively, a recent GPU or a CPU with AVX-512 BF16 / AMX, else
-float32; ``float32``, ``bfloat16``, or ``float16`` on CUDA only), ``device`` (``auto``), ``prefix_cache`` (True),
-``max_batch_tokens`` (rows x positions per batch, the bound on cache memory: 8192 on a CPU, 16384 on
-a GPU), ``float32_head``
-(True: a 16-bit model projects onto the vocabulary in float32, so P(positive) is not coarsely rounded),
+float32; ``float32``, ``bfloat16``, or ``float16`` on CUDA only), ``device`` (``auto``; ``map``
+spreads a large model over every visible GPU), ``prefix_cache`` (True), ``max_batch_tokens`` (rows x
+positions per batch, the bound on cache memory: 8192 on a CPU, 16384 on a GPU), ``float32_head`` (True:
+a 16-bit model projects onto the vocabulary in float32, so P(positive) is not coarsely rounded),
 ``force_prefix`` (True: generation also starts after the answer prefix), ``seed``, ``budget``.
 """
 

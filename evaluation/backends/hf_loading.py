@@ -104,7 +104,9 @@ def load_causal_lm(name: str, dtype: str = "auto", device: str = "auto", float32
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device = _resolve_device(device)
+    # `map`: a model too large for one GPU is spread over every GPU this process sees (device_map).
+    placement = {"device_map": "auto"} if device == "map" else {}
+    device = "cuda" if placement else _resolve_device(device)
     torch_dtype = _torch_dtype(dtype, device)
     folder = Path(name)
     card = JudgeCard.read(folder) if (folder / JUDGE_CARD).is_file() else None
@@ -123,7 +125,9 @@ def load_causal_lm(name: str, dtype: str = "auto", device: str = "auto", float32
             else json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
         )
         base_path = resolve_model(base)
-        model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(
+            base_path, dtype=torch_dtype, trust_remote_code=False, **placement
+        )
         # Merged for inference: the same outputs as the adapter, without its per-layer overhead.
         model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
         tokenizer = AutoTokenizer.from_pretrained(
@@ -132,11 +136,13 @@ def load_causal_lm(name: str, dtype: str = "auto", device: str = "auto", float32
     else:
         path = resolve_model(name)
         # Remote code is never run: a model folder that ships Python is refused, never asked about.
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=False, **placement)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(device).eval()
+    if not placement:
+        model.to(device)
+    model.eval()
     if float32_head:
         _float32_head(model)
     return LoadedModel(model=model, tokenizer=tokenizer, card=card, source=name)

@@ -78,7 +78,10 @@ class LocalModelOptions(PromptOptions):
     """A model loaded here with transformers (the ``hf`` backend and the guards)."""
 
     dtype: str = field(default="auto", metadata={"help": "auto | float32 | bfloat16 | float16", "choices": DTYPES})
-    device: str = field(default="auto", metadata={"help": "auto (cuda when available) or a torch device"})
+    device: str = field(
+        default="auto",
+        metadata={"help": "auto (cuda when available), a torch device, or map: spread over every visible GPU"},
+    )
     float32_head: bool = field(
         default=True, metadata={"help": "a 16-bit model projects onto the vocabulary in float32"}
     )
@@ -107,6 +110,7 @@ class VLLMOptions(PromptOptions):
     dtype: str = field(default="auto", metadata={"help": "vLLM dtype"})
     gpu_memory_utilization: float = field(default=0.85, metadata={"help": "share of GPU memory vLLM may take"})
     max_model_len: int = field(default=8192, metadata={"help": "longest prompt + answer in tokens"})
+    tensor_parallel_size: int = field(default=1, metadata={"help": "GPUs one model is split over"})
     logprobs: int = field(default=20, metadata={"help": "alternatives asked for when reading a verdict"})
 
 

@@ -52,6 +52,7 @@ class VLLMJudge(PromptJudge):
             seed=self.seed,
             gpu_memory_utilization=options.gpu_memory_utilization,
             max_model_len=options.max_model_len,
+            tensor_parallel_size=options.tensor_parallel_size,
             enable_prefix_caching=True,
             trust_remote_code=False,
         )

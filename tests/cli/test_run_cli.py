@@ -116,11 +116,18 @@ def test_training_launches_one_process_per_visible_gpu(gpus, launched, monkeypat
 
     from judgeforge import pipeline
 
-    calls = []
+    calls, envs = [], []
     monkeypatch.setattr(pipeline, "_gpus", lambda: gpus)
-    monkeypatch.setattr(
-        subprocess, "run", lambda command, check: calls.append(command) or subprocess.CompletedProcess(command, 0)
-    )
+    # Launched from a rank of `accelerate launch judgeforge run`: the child must not inherit the rank.
+    for name, value in (("RANK", "1"), ("LOCAL_RANK", "1"), ("MASTER_PORT", "29501"), ("ACCELERATE_USE_CPU", "1")):
+        monkeypatch.setenv(name, value)
+
+    def run(command, check, env):
+        calls.append(command)
+        envs.append(env)
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(subprocess, "run", run)
     stage = pipeline.TrainStage(
         "j", "recipes/training/qwen2.5-7b_lora_zero2.yaml", accelerate_config="training/accelerate/zero2.yaml"
     )
@@ -130,6 +137,7 @@ def test_training_launches_one_process_per_visible_gpu(gpus, launched, monkeypat
     if launched:
         assert command[command.index("--num_processes") + 1] == str(gpus)
     assert command[-4:] == ["judgeforge.cli", "train", "--output_dir", "x"]
+    assert not {"RANK", "LOCAL_RANK", "MASTER_PORT", "ACCELERATE_USE_CPU"} & set(envs[0])
 
 
 @pytest.mark.slow

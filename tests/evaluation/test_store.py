@@ -99,3 +99,30 @@ def test_a_later_record_supersedes_a_stored_error_only(tmp_path):
         assert [r["status"] for r in store.records()] == ["ok", "ok"]
     assert len((tmp_path / RESULTS_FILE).read_text().splitlines()) == 3  # the error line stays as history
     assert [r["example_id"] for r in read_results(tmp_path)] == ["e0", "e1"]
+
+
+def test_rank_files_merge_and_only_rank_0_repairs_the_others(tmp_path):
+    """One file per rank: every reader merges them; an error in one is superseded by a result in another."""
+    with ResultStore.open(tmp_path) as main:
+        main.append([_rec(0), {**_rec(1), "status": "error", "label": None}])
+        rank1 = ResultStore.open(tmp_path, rank=1)  # takes no lock: rank 0 holds the folder's
+        assert rank1.path.name == "results.rank-1.jsonl" and ("j", "jailbreak", "e0", 0) in rank1
+        assert rank1.is_error(("j", "jailbreak", "e1", 0))
+        assert rank1.append([_rec(1), _rec(2), _rec(0)]) == 2  # e0 is rank 0's; e1's error is judged again
+        assert ("j", "jailbreak", "e2", 0) not in main
+        main.refresh()
+        assert [r["example_id"] for r in main.records()] == ["e0", "e1", "e2"] and not main.is_error(
+            ("j", "jailbreak", "e1", 0)
+        )
+    assert {r["example_id"]: r["status"] for r in read_results(tmp_path)} == {"e0": "ok", "e1": "ok", "e2": "ok"}
+
+    rank_file = tmp_path / "results.rank-1.jsonl"
+    with open(rank_file, "a", encoding="utf-8") as handle:
+        handle.write('{"judge": "j", "categ')  # a rank killed mid-write
+    size = rank_file.stat().st_size
+    other = ResultStore.open(tmp_path, rank=2)
+    assert rank_file.stat().st_size == size, "a rank other than 0 leaves the other files as they are"
+    assert len(other) == 3 and other.stats.torn == 1
+    with ResultStore.open(tmp_path) as main:
+        assert rank_file.read_text().endswith("}\n") and main.stats.torn == 1  # rank 0 cut it off
+        assert len(main) == 3
