@@ -35,7 +35,8 @@ __all__ = [
 ]
 
 RUN_FILE = "run.json"
-RANK_FIELDS = ("rank", "busy_s", "first_level_busy_s", "cost", "units", "judged")  # run.json per process
+# What run.json keeps of each process: its busy time and the cost model's prediction, also per judge.
+RANK_FIELDS = ("rank", "busy_s", "first_level_busy_s", "cost", "units", "judged", "judges")
 _SPEC_KEYS = ("model", "prompt", "backend", "temperature", "max_new_tokens", "options")
 
 

@@ -28,9 +28,9 @@ import contextlib
 import dataclasses
 import gc
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,9 @@ from tqdm.auto import tqdm
 from evaluation import registry
 from evaluation.distributed import Unit, assign, current_ranks, example_cost, model_size
 from evaluation.judges import JudgeResult, build_judge
-from evaluation.metric_rows import compute_metric_rows
 from evaluation.plan import Cell, JudgeEntry, check_recipe, expand_judges, plan, reviewer_name
 from evaluation.records import JudgmentRecord, RunInfo
-from evaluation.robustness import attack_fields, attacked_copies, is_attacked
+from evaluation.robustness import attack_fields, attacked_copies
 from evaluation.run_data import RunData, load_run_data
 from evaluation.run_folder import (
     RANK_FIELDS,
@@ -57,6 +56,7 @@ from evaluation.run_folder import (
 )
 from evaluation.run_recipe import BEST, RunRecipe, RunRecipeError, load_run_recipe
 from evaluation.scale import ScaleDown
+from evaluation.second_level import best_prompted
 from evaluation.store import RESULTS_FILE, ResultStore, record_key
 from recipes.categories import Category, load_category
 
@@ -290,18 +290,6 @@ def _result_from_record(record: dict[str, Any]) -> JudgeResult:
     return JudgeResult(**{k: v for k, v in record.items() if k in names})
 
 
-def _best_prompted(records: list[dict[str, Any]], prompted: list[str]) -> str:
-    """The prompted judge with the highest pooled headline F1 (ties: the earlier in the recipe)."""
-    rows = compute_metric_rows([r for r in records if r["judge"] in prompted and not is_attacked(r)], n_boot=0)
-    scores = {row["judge"]: row["f1"] for row in rows if row["category"] == "all"}
-
-    def rank(name: str) -> tuple[float, int]:
-        score = scores.get(name, math.nan)
-        return (-score if not math.isnan(score) else 1.0), prompted.index(name)
-
-    return min(prompted, key=rank)
-
-
 def _with_run_options(recipe: RunRecipe, data: RunData) -> list[JudgeEntry]:
     """The recipe's judges, with the run's seed and the data's field budget where the backend takes them."""
     entries = expand_judges(recipe)
@@ -377,12 +365,18 @@ def run_eval(
         bar = tqdm(total=summary.resumed + work, initial=summary.resumed, desc=desc, unit="judgment",
                    dynamic_ncols=True, position=ranks.rank)  # fmt: skip
         runner.bar = bar
-        busy = [0.0, 0.0]
-        try:
+        spent: dict[str, tuple[float, float]] = {}  # per judge: seconds busy, predicted cost (the cost model's check)
+
+        def timed(name: str, units: list[Unit], work: Callable[[list[Unit]], None]) -> None:
             started = time.monotonic()
+            work(units)
+            if units:
+                spent[name] = (round(time.monotonic() - started, 2), round(sum(u.cost for u in units), 1))
+
+        try:
             for entry in first_level:
-                runner.run_first_level(entry, [u for u in mine if u.judge == entry.name])
-            busy[0] = time.monotonic() - started
+                timed(entry.name, [u for u in mine if u.judge == entry.name], partial(runner.run_first_level, entry))
+            first_level_busy = sum(seconds for seconds, _ in spent.values())
             ranks.wait()  # every first-level verdict is stored before any review or choice
             store.refresh()
             prompted = [e.name for e in first_level if e.kind == registry.PROMPTED]
@@ -390,7 +384,7 @@ def run_eval(
             for entry in [e for e in entries if e.kind == registry.SECOND_LEVEL]:
                 target = entry.reviews
                 if target == BEST:
-                    target = choices.get(entry.name) or _best_prompted(store.records(), prompted)
+                    target = choices.get(entry.name) or best_prompted(store.records(), prompted)
                     if ranks.main and choices.get(entry.name) != target:
                         logger.info("second level %s reviews the best prompted judge: %s", entry.name, target)
                     choices[entry.name] = target
@@ -410,19 +404,19 @@ def run_eval(
             bar.total += sum(runner.unit_pending(entry, u) for entry, _ in reviews for u in mine_reviews
                              if u.judge == entry.name)  # fmt: skip
             bar.refresh()
-            started = time.monotonic()
             for entry, first in reviews:
-                runner.run_second_level(entry, first, [u for u in mine_reviews if u.judge == entry.name])
-            busy[1] = time.monotonic() - started
+                units = [u for u in mine_reviews if u.judge == entry.name]
+                timed(entry.name, units, partial(runner.run_second_level, entry, first))
         finally:
             bar.close()
         share = {
             **dataclasses.asdict(summary),
             "rank": ranks.rank,
-            "busy_s": round(sum(busy), 2),
-            "first_level_busy_s": round(busy[0], 2),
+            "busy_s": round(sum(seconds for seconds, _ in spent.values()), 2),
+            "first_level_busy_s": round(first_level_busy, 2),
             "cost": round(sum(u.cost for u in mine + mine_reviews), 1),
             "units": len(mine) + len(mine_reviews),
+            "judges": {name: {"busy_s": seconds, "cost": cost} for name, (seconds, cost) in spent.items()},
         }
         ranks.wait()
         shares = ranks.gather(share)

@@ -17,18 +17,22 @@ label; a reviewer that supplies a verdict for an invalid first answer gives it a
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
+from typing import Any
 
 from evaluation.backends.base import Completion, PromptJudge
 from evaluation.judges import Judge, JudgeResult, JudgeSpec, build_judge, short_model_name
+from evaluation.metric_rows import compute_metric_rows
 from evaluation.metrics import count_flips
 from evaluation.records import JudgeName
+from evaluation.robustness import is_attacked
 from recipes.categories import Category
 from recipes.prompts import RenderedPrompt, render_prompt, render_review_prompt
 from recipes.verdict import Review, parse_review, render_review, render_target
 
 
-__all__ = ["SecondLevelJudge", "summarize_flips"]
+__all__ = ["SecondLevelJudge", "best_prompted", "summarize_flips"]
 
 
 def _review_from_completion(completion: Completion, category: Category, first_label: int | None) -> tuple[Review, str]:
@@ -168,3 +172,15 @@ def summarize_flips(results: Sequence[JudgeResult], human_labels: Sequence[int])
     )
     order = ("reviewed", "flips", "fixed", "broken", "rescued", "rescued_right", "unreadable", "skipped")
     return {key: (counts | flips)[key] for key in order}
+
+
+def best_prompted(records: list[dict[str, Any]], prompted: list[str]) -> str:
+    """The prompted judge with the highest pooled headline F1 (ties: the earlier in the recipe)."""
+    rows = compute_metric_rows([r for r in records if r["judge"] in prompted and not is_attacked(r)], n_boot=0)
+    scores = {row["judge"]: row["f1"] for row in rows if row["category"] == "all"}
+
+    def rank(name: str) -> tuple[float, int]:
+        score = scores.get(name, math.nan)
+        return (-score if not math.isnan(score) else 1.0), prompted.index(name)
+
+    return min(prompted, key=rank)
