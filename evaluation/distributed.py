@@ -71,7 +71,7 @@ class Unit:
     category: str
     repeat: int | None
     cost: float
-    order: int  # position in the plan: a rank runs its units in this order
+    order: tuple[int, int, int]  # (judge, category, repeat) in plan order: a rank runs its units so
     reference: bool = False
 
 

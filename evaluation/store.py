@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.records import JudgmentRecord
-from recipes.readers import scan_jsonl
+from recipes.readers import JsonlLine, scan_jsonl
 from recipes.schema import DataError
 
 
@@ -103,7 +103,7 @@ def store_files(run_dir: str | Path) -> list[Path]:
 class _Scanned:
     """One file's complete values, where its good prefix ends, and whether a torn tail follows."""
 
-    values: list[dict[str, Any]]
+    lines: list[JsonlLine]
     good_end: int
     torn: bool
 
@@ -118,11 +118,11 @@ def _scan(path: Path, key_fields: Sequence[str]) -> _Scanned:
     for line in scan.lines:
         if line.error:
             raise line.error
-    return _Scanned([line.value for line in scan.lines], scan.good_end, scan.torn is not None)
+    return _Scanned(scan.lines, scan.good_end, scan.torn is not None)
 
 
 def _merge(
-    files: Sequence[tuple[Path, list[dict[str, Any]]]], key: KeyFn, key_fields: Sequence[str]
+    files: Sequence[tuple[Path, list[JsonlLine]]], key: KeyFn, key_fields: Sequence[str]
 ) -> tuple[list[dict[str, Any]], int, int]:
     """One record per key over the files in order: records, duplicate and superseded line counts.
 
@@ -132,22 +132,41 @@ def _merge(
     records: list[dict[str, Any]] = []
     position: dict[Any, int] = {}
     duplicates = superseded = 0
-    for path, values in files:
-        for number, value in enumerate(values, 1):
+    for path, lines in files:
+        for line in lines:
             try:
-                record_id = key(value)
+                record_id = key(line.value)
             except (KeyError, TypeError, ValueError) as error:
                 expected = "a JSON object with " + ", ".join(key_fields)
-                raise DataError(str(path), number, "<line>", expected, str(error)) from error
+                raise DataError(str(path), line.number, "<line>", expected, str(error)) from error
             if record_id not in position:
                 position[record_id] = len(records)
-                records.append(value)
+                records.append(line.value)
             elif records[position[record_id]].get("status") == "error":
-                records[position[record_id]] = value
+                records[position[record_id]] = line.value
                 superseded += 1
             else:
                 duplicates += 1
     return records, duplicates, superseded
+
+
+def _read_files(
+    paths: Sequence[Path], key: KeyFn, key_fields: Sequence[str], repair: Callable[[Path], bool]
+) -> tuple[list[dict[str, Any]], StoreStats]:
+    """Scan the files that exist (repairing those ``repair`` names) and merge them: records and counts."""
+    files, torn = [], 0
+    for path in paths:
+        if not path.is_file():
+            continue
+        scanned = _scan(path, key_fields)
+        if repair(path):
+            _repair(path, scanned)
+        torn += int(scanned.torn)
+        files.append((path, scanned.lines))
+    records, duplicates, superseded = _merge(files, key, key_fields)
+    stats = StoreStats(records=len(records), torn=torn, duplicates=duplicates, superseded=superseded)
+    stats.by_status = _count_status(records)
+    return records, stats
 
 
 def _repair(path: Path, scanned: _Scanned) -> None:
@@ -232,26 +251,18 @@ class ResultStore:
 
     def _read(self, *, repair_own: bool, repair_others: bool) -> None:
         """Read the own file and the others into one index (repairing torn tails where asked)."""
-        files = []
-        torn = 0
-        for path in sorted({self.path, *self.others}, key=_merge_order):
-            if not path.is_file():
-                continue
-            scanned = _scan(path, self.key_fields)
-            if path == self.path and repair_own or path != self.path and repair_others:
-                _repair(path, scanned)
-            torn += int(scanned.torn)
-            files.append((path, scanned.values))
-        records, duplicates, superseded = _merge(files, self.key, self.key_fields)
+        paths = sorted({self.path, *self.others}, key=_merge_order)
+        records, self.stats = _read_files(
+            paths, self.key, self.key_fields, lambda p: repair_own if p == self.path else repair_others
+        )
+        duplicates = self.stats.duplicates
         if duplicates:
             logger.warning("%s holds %d duplicate lines; the first of each is used", self.run_dir, duplicates)
         self._records = records
         self._index = {self.key(r): i for i, r in enumerate(records)}
-        self.stats = StoreStats(records=len(records), torn=torn, duplicates=duplicates, superseded=superseded)
-        self.stats.by_status = _count_status(self._records)
 
     def refresh(self) -> None:
-        """Read the other ranks' files again (after they finished a phase); the own file is as kept."""
+        """Read every file again, repairing nothing (after the other ranks finished a phase)."""
         self.others = [p for p in store_files(self.run_dir) if p != self.path]
         self._read(repair_own=False, repair_others=False)
 
@@ -340,11 +351,9 @@ def read_results(run_dir: str | Path) -> list[dict[str, Any]]:
     if not files:
         path = Path(run_dir) / RESULTS_FILE
         raise DataError(str(path), None, RESULTS_FILE, "a results store written by `judgeforge eval`", "missing file")
-    scanned = [(path, _scan(path, _KEY_FIELDS)) for path in files]
-    records, duplicates, _ = _merge([(p, s.values) for p, s in scanned], record_key, _KEY_FIELDS)
-    torn = sum(s.torn for _, s in scanned)
-    if torn or duplicates:
-        logger.warning("%s: ignored %d torn and %d duplicate lines", run_dir, torn, duplicates)
+    records, stats = _read_files(files, record_key, _KEY_FIELDS, lambda _: False)
+    if stats.torn or stats.duplicates:
+        logger.warning("%s: ignored %d torn and %d duplicate lines", run_dir, stats.torn, stats.duplicates)
     return records
 
 

@@ -58,6 +58,7 @@ def _command(args: argparse.Namespace, out: Path, processes: int) -> list[str]:
 
 def main() -> int:
     args = parse_args()
+    from evaluation.distributed import balance
     from evaluation.store import read_results, record_key
 
     root = Path(args.out)
@@ -86,10 +87,9 @@ def main() -> int:
           "judged | records equal |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
     for processes, wall, busy, cost, judged, equal in rows:
-        balance = max(busy) / min(busy) - 1 if min(busy) > 0 else float("inf")
         print(
             f"| {processes} | {wall:.0f} | {one / wall:.2f}x | {' / '.join(f'{b:.0f}' for b in busy)} | "
-            f"{' / '.join(f'{c:.0f}' for c in cost)} | {balance:.1%} | {judged} | {'yes' if equal else 'NO'} |"
+            f"{' / '.join(f'{c:.0f}' for c in cost)} | {balance(busy):.1%} | {judged} | {'yes' if equal else 'NO'} |"
         )
     return 0
 

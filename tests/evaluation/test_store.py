@@ -126,3 +126,11 @@ def test_rank_files_merge_and_only_rank_0_repairs_the_others(tmp_path):
     with ResultStore.open(tmp_path) as main:
         assert rank_file.read_text().endswith("}\n") and main.stats.torn == 1  # rank 0 cut it off
         assert len(main) == 3
+
+
+def test_a_record_without_its_key_names_its_file_line_past_blank_lines(tmp_path):
+    path = tmp_path / "results.rank-1.jsonl"
+    keyless = {k: v for k, v in _rec(1).items() if k != "judge"}
+    path.write_text(json.dumps(_rec(0)) + "\n\n" + json.dumps(keyless) + "\n")
+    with pytest.raises(DataError, match=r"results\.rank-1\.jsonl:3: field '<line>'"):
+        read_results(tmp_path)
