@@ -29,7 +29,7 @@ from typing import Any
 from evaluation.judges import Judge
 from evaluation.metrics import ALL, compute_binary_metrics
 from evaluation.tables import Table
-from recipes.attacks import ATTACKS, apply_attack, choose_variants
+from recipes.attacks import ATTACKS, apply_attack, choose_variants, perturbation
 from recipes.categories import Category
 from recipes.schema import DataError
 from recipes.splits import subsample_stratified
@@ -149,10 +149,10 @@ def is_attacked(record: Mapping[str, Any] | Any) -> bool:
 
 def attack_fields(example: Mapping[str, Any]) -> dict[str, Any]:
     """What a store record of a perturbed copy carries about its attack (empty for a clean example)."""
-    meta = example.get("meta") or {}
-    if not meta.get("attack"):
+    marked = perturbation(example)
+    if marked is None:
         return {}
-    return {"attack": meta["attack"], "variant": int(meta["variant"]), "clean_id": str(meta["clean_id"])}
+    return {"attack": marked["attack"], "variant": int(marked["variant"]), "clean_id": str(marked["clean_id"])}
 
 
 def judge_suite(

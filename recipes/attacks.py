@@ -27,6 +27,7 @@ from recipes.schema import DataError
 __all__ = [
     "ATTACKS",
     "ATTACK_SEPARATOR",
+    "PERTURBATION",
     "Attack",
     "AttackWords",
     "apply_attack",
@@ -34,10 +35,16 @@ __all__ = [
     "attacked_id",
     "choose_variants",
     "parse_attack_names",
+    "perturbation",
 ]
 
 # Joins a clean id and the attack in a perturbed copy's id: ``jb-001@evaluator_note.0``.
 ATTACK_SEPARATOR = "@"
+
+# The key of ``meta`` under which a perturbed copy records its attack. A namespace of its own: real
+# sources keep fields of the same names (JailbreakBench's ``attack`` is the jailbreak method), which
+# must neither mark a clean row as a copy nor be overwritten in one.
+PERTURBATION = "perturbation"
 
 
 @dataclass(frozen=True)
@@ -268,8 +275,8 @@ def apply_attack(
 ) -> dict[str, Any]:
     """A perturbed copy of ``example`` under variant ``variant`` of attack ``name``.
 
-    The copy keeps label, category, group and annotations; its id is :func:`attacked_id` of the
-    clean id, and ``meta`` records the attack, the variant and the clean id.
+    The copy keeps label, category, group, annotations and meta; its id is :func:`attacked_id` of
+    the clean id, and ``meta[PERTURBATION]`` records the attack, the variant and the clean id.
     """
     attack = ATTACKS[name]
     words = category if isinstance(category, AttackWords) else AttackWords.of(category)
@@ -280,9 +287,18 @@ def apply_attack(
         id=attacked_id(str(example["id"]), name, variant),
         prompt=prompt,
         response=response,
-        meta={**dict(example.get("meta") or {}), "attack": name, "variant": variant, "clean_id": str(example["id"])},
+        meta={
+            **dict(example.get("meta") or {}),
+            PERTURBATION: {"attack": name, "variant": variant, "clean_id": str(example["id"])},
+        },
     )
     return copy
+
+
+def perturbation(example: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A perturbed copy's ``{attack, variant, clean_id}``; None for a clean example."""
+    value = (example.get("meta") or {}).get(PERTURBATION)
+    return dict(value) if isinstance(value, Mapping) and value.get("attack") else None
 
 
 def attack_variants(names: Sequence[tuple[str, int | None]]) -> list[tuple[str, int]]:

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from recipes.attacks import apply_attack, attack_variants, parse_attack_names
+from recipes.attacks import PERTURBATION, apply_attack, attack_variants, parse_attack_names
 from recipes.categories import Category
 from recipes.schema import DataError
 
@@ -90,5 +90,5 @@ def augment_examples(
         name, variant = pairs[(index + rotation) % len(pairs)]
         row = ordered[index]
         copies.append(apply_attack(row, categories[row["category"]], name, variant, config.seed))
-    counts = Counter(c["meta"]["attack"] for c in copies)
+    counts = Counter(c["meta"][PERTURBATION]["attack"] for c in copies)
     return copies, dict(sorted(counts.items()))

@@ -60,6 +60,9 @@ class JudgeArguments:
             runs only the adapted layers (memory: rows x tokens x hidden size x 4 bytes).
         verdict_loss_only: put the loss on the verdict token alone instead of the whole answer
             (the format tokens are learnt in a few steps and then dilute the verdict's gradient).
+        consistency_weight: with attack-augmented training rows, batch each copy beside its clean
+            row and add this weight x their disagreement in P(verdict) to the loss
+            (:mod:`training.consistency`); the flip rate under attack measures that disagreement.
 
     Parameters that control the verdict metrics (see :mod:`training.callbacks`):
         verdict_eval_rows: size of the fixed validation subset judged at every evaluation (0: off).
@@ -125,6 +128,10 @@ class JudgeArguments:
         default=False,
         metadata={"help": "Loss on the verdict token alone (default: on every answer token)."},
     )
+    consistency_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the clean-row/perturbed-copy disagreement in the loss (0: off)."},
+    )
     verdict_eval_rows: int = field(
         default=64, metadata={"help": "Fixed validation subset judged at every evaluation (0 turns it off)."}
     )
@@ -165,6 +172,9 @@ class JudgeArguments:
         for name in ("verdict_eval_rows", "verdict_table_rows"):
             if getattr(self, name) < 0:
                 raise ValueError(f"<config>: field '{name}': expected 0 or more, got {getattr(self, name)!r}")
+        if not self.consistency_weight >= 0:
+            got = self.consistency_weight
+            raise ValueError(f"<config>: field 'consistency_weight': expected 0 or more, got {got!r}")
         if self.balance not in ("category", "source_label"):
             raise ValueError(f"<config>: field 'balance': expected category or source_label, got {self.balance!r}")
         if self.threshold_metric not in ("mcc", "f1"):

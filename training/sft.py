@@ -311,7 +311,7 @@ def main(judge_args: Any, training_args: Any, model_args: Any) -> Path:
     trainer = JudgeSFTTrainer(
         model=model_path,
         args=training_args,
-        train_dataset=data.train.select_columns(["messages"]),
+        train_dataset=data.train.select_columns(["messages", "id"] if judge_args.consistency_weight else ["messages"]),
         eval_dataset=subset.select_columns(["messages"]) if evaluating else None,
         processing_class=tokenizer,
         peft_config=peft_config,
@@ -321,6 +321,7 @@ def main(judge_args: Any, training_args: Any, model_args: Any) -> Path:
         eval_loss=judge_args.eval_loss,
         cache_frozen_layers=judge_args.cache_frozen_layers,
         verdict_ids=verdict_token_ids(tokenizer, data.verdict_words) if judge_args.verdict_loss_only else None,
+        consistency_weight=judge_args.consistency_weight,
     )
     if callback is not None:
         callback.trainer = trainer

@@ -9,9 +9,11 @@
 A run whose loss or gradient norm stops being finite is stopped (``DivergenceCallback``) instead of
 training on with NaN weights.
 
-And one change of objective: with ``verdict_ids``, only the verdict token carries loss
+And two changes of objective: with ``verdict_ids``, only the verdict token carries loss
 (:mod:`training.verdict_loss`), scored among the verdict tokens by the answer-only head (over the
-whole vocabulary where that head is not available).
+whole vocabulary where that head is not available); with ``consistency_weight``, a perturbed copy
+is batched beside its clean row and their verdicts' disagreement is added to the loss
+(:mod:`training.consistency`).
 
 Everything else (data preparation, assistant-only masks, padding-free batching, DeepSpeed, PEFT,
 checkpoints) is TRL's and transformers' own code.
@@ -26,6 +28,7 @@ from peft import PeftModel
 from trl import SFTTrainer
 
 from training.callbacks import DivergenceCallback, VerdictMetricsCallback
+from training.consistency import GROUP_KEY, GroupCollator, PairedSampler, consistency_penalty
 from training.frozen_cache import FrozenLayerCache, frozen_bottom_layers
 from training.lm_head import install_answer_only_head
 from training.verdict_loss import VerdictOnlyCollator
@@ -44,6 +47,8 @@ class JudgeSFTTrainer(SFTTrainer):
         eval_loss: run the loss loop at each evaluation (otherwise only the callbacks run).
         cache_frozen_layers: replay the frozen bottom layers' output for rows seen before.
         verdict_ids: put the loss on the first of these tokens in each answer only (None: whole answer).
+        consistency_weight: weight of the clean-copy disagreement term (0: off); the training set
+            then needs an ``id`` column, and the batch size must be even.
         *args: passed to ``SFTTrainer``.
         **kwargs: passed to ``SFTTrainer``.
     """
@@ -55,13 +60,26 @@ class JudgeSFTTrainer(SFTTrainer):
         eval_loss: bool = True,
         cache_frozen_layers: bool = False,
         verdict_ids: set[int] | None = None,
+        consistency_weight: float = 0.0,
         **kwargs: Any,
     ):
+        self.consistency_weight = consistency_weight
         super().__init__(*args, **kwargs)
+        if consistency_weight:
+            size = self.args.per_device_train_batch_size
+            if size % 2:
+                raise ValueError(
+                    "<config>: field 'per_device_train_batch_size': expected an even number with "
+                    f"consistency_weight (a row and its copy share a batch), got {size}"
+                )
+            if self.train_dataset is None or "id" not in self.train_dataset.column_names:
+                raise ValueError("consistency_weight: field 'id': expected an id column in the training rows")
         self.add_callback(DivergenceCallback())
         self.eval_loss = eval_loss
         if verdict_ids:
             self.data_collator = VerdictOnlyCollator(self.data_collator, verdict_ids, self.processing_class)
+        if consistency_weight:
+            self.data_collator = GroupCollator(self.data_collator)
         self.frozen_cache = None
         if cache_frozen_layers:
             frozen = frozen_bottom_layers(self.model)
@@ -76,6 +94,53 @@ class JudgeSFTTrainer(SFTTrainer):
             self.answer_only_head = install_answer_only_head(base, sorted(verdict_ids) if verdict_ids else None)
             if not self.answer_only_head:
                 logger.info("answer_only_head: this model's LM head needs TRL's full path; using it")
+
+    def _set_signature_columns_if_needed(self) -> None:
+        super()._set_signature_columns_if_needed()
+        if self.consistency_weight and "id" not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, "id"]  # the collator reads the groups from it
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        if not self.consistency_weight:
+            return super()._get_train_sampler(train_dataset)
+        rows = train_dataset if train_dataset is not None else self.train_dataset
+        return PairedSampler(rows["id"], self.args.seed)
+
+    def compute_loss(self, model: Any, inputs: dict, return_outputs: bool = False, num_items_in_batch: Any = None):
+        """TRL's loss, plus ``consistency_weight`` x the disagreement of each clean row and its copies.
+
+        The term is read from the same forward pass (a hook on the model keeps its outputs).
+        """
+        groups = inputs.pop(GROUP_KEY, None)
+        if groups is None or not self.consistency_weight:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        seen: list[Any] = []
+        hook = model.register_forward_hook(lambda _module, _args, output: seen.append(output))
+        try:
+            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        finally:
+            hook.remove()
+        outputs = next((o for o in reversed(seen) if hasattr(o, "log_probs")), None)
+        if outputs is None:
+            raise ValueError("consistency_weight: needs TRL's fused LM head (log_probs), which this loss path skips")
+        penalty = consistency_penalty(outputs.log_probs, outputs.label_mask.to(outputs.log_probs.dtype), groups)
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["consistency"].append(float(penalty.detach()))
+        term = self.consistency_weight * penalty
+        if self._loss_scaled_for_accumulation(num_items_in_batch):
+            # TRL's part is already a mean over the accumulated micro-batches; make this one a mean too.
+            term = term / self.current_gradient_accumulation_steps
+        if return_outputs:
+            loss, rest = result
+            return loss + term, rest
+        return result + term
+
+    def _loss_scaled_for_accumulation(self, num_items_in_batch: Any) -> bool:
+        """``Trainer.training_step``'s own test of whether it will still divide the loss by the accumulation steps."""
+        if self.loss_is_scaled_for_ga is not None:
+            return bool(self.loss_is_scaled_for_ga)
+        by_count = bool(self.model_accepts_loss_kwargs and num_items_in_batch is not None)
+        return by_count or self.compute_loss_func is not None
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
         """TRL's training loop, after filling the frozen layer cache; reports what the cache saved."""

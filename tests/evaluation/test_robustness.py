@@ -79,7 +79,7 @@ def _gullible(harmful, examples, config, **options):
     outputs = {
         c["id"]: '{"verdict": "SAFE"}'
         for c in perturb_examples(examples, harmful, config)
-        if c["meta"]["attack"] == "evaluator_note" and c["label"] == 1
+        if c["meta"]["perturbation"]["attack"] == "evaluator_note" and c["label"] == 1
     }
     spec = JudgeSpec(model="gullible", backend="fake", options={"outputs": outputs, **options})
     return build_judge(spec)

@@ -6,7 +6,15 @@ import datasets
 import pytest
 from recipes_helpers import TOY_SOURCE, toy_rows, write_csv, write_yaml
 
-from recipes.attacks import ATTACKS, apply_attack, attack_variants, attacked_id, choose_variants, parse_attack_names
+from recipes.attacks import (
+    ATTACKS,
+    apply_attack,
+    attack_variants,
+    attacked_id,
+    choose_variants,
+    parse_attack_names,
+    perturbation,
+)
 from recipes.augment import AugmentConfig, augment_examples, parse_augment
 from recipes.builders import build_datasets, load_data_recipe
 from recipes.categories import load_category
@@ -44,9 +52,21 @@ def test_every_variant_keeps_the_label_and_changes_the_transcript(harmful, name,
     assert copy["id"] == attacked_id("hc-1", name, variant) == f"hc-1@{name}.{variant}"
     assert (copy["label"], copy["group"], copy["category"]) == (1, "locks", "harmful_content")
     assert (copy["prompt"], copy["response"]) != (HARMFUL["prompt"], HARMFUL["response"])
-    assert copy["meta"] == {"origin": "test", "attack": name, "variant": variant, "clean_id": "hc-1"}
+    assert copy["meta"] == {"origin": "test", "perturbation": {"attack": name, "variant": variant, "clean_id": "hc-1"}}
+    assert perturbation(copy) == {"attack": name, "variant": variant, "clean_id": "hc-1"}
     assert HARMFUL["response"].startswith("Step 1") and "attack" not in HARMFUL["meta"]  # the clean row is untouched
     assert apply_attack(HARMFUL, harmful, name, variant, seed=3) == copy  # deterministic
+
+
+def test_a_sources_own_attack_field_neither_marks_a_copy_nor_is_overwritten(harmful):
+    """JailbreakBench rows keep the jailbreak method in ``meta.attack``: a clean row, not a perturbed copy."""
+    from evaluation.robustness import attack_fields
+
+    row = dict(HARMFUL, meta={"attack": "PAIR", "victim": "vicuna"})
+    assert perturbation(row) is None and attack_fields(row) == {}
+    copy = apply_attack(row, harmful, "evaluator_note", 0)
+    assert copy["meta"]["attack"] == "PAIR" and copy["meta"]["victim"] == "vicuna"
+    assert attack_fields(copy) == {"attack": "evaluator_note", "variant": 0, "clean_id": "hc-1"}
 
 
 def test_the_note_uses_the_categorys_own_words():
@@ -127,7 +147,7 @@ def test_augmentation_copies_rows_with_unchanged_labels(harmful):
     assert len(copies) == 10 and sum(counts.values()) == 10 and set(counts) <= {"evaluator_note", "padding"}
     by_id = {r["id"]: r for r in rows}
     for copy in copies:
-        assert copy["label"] == by_id[copy["meta"]["clean_id"]]["label"]
+        assert copy["label"] == by_id[perturbation(copy)["clean_id"]]["label"]
     assert copies == augment_examples(list(reversed(rows)), {"harmful_content": harmful}, config)[0]
     many, _ = augment_examples(rows, {"harmful_content": harmful}, AugmentConfig(("padding",), fraction=3.0))
     assert len(many) == 60 and len({c["id"] for c in many}) == 60  # three distinct variants per row
