@@ -124,7 +124,11 @@ class DataRecipe:
     )
     description: str = field(default="", metadata={"help": "free text"})
     render: str = field(
-        default="plain", metadata={"help": "plain, or marked: victim text between markers", "choices": RENDERS}
+        default="plain",
+        metadata={
+            "help": "plain | marked: victim text between markers | sandwich: marked, then the question",
+            "choices": RENDERS,
+        },
     )
     augment: AugmentConfig | None = field(
         default=None,

@@ -35,7 +35,7 @@ class JudgeCard:
         budget: the per-field character budget used when rendering training prompts.
         metrics: final validation metrics (F1, precision, ...).
         threshold: decision threshold on P(positive) chosen on validation (0.5 when not tuned).
-        render: how the judged text was rendered in training (``plain`` or ``marked``); evaluation
+        render: how the judged text was rendered in training (``plain``, ``marked`` or ``sandwich``); evaluation
             renders it the same way.
         robustness: the judge's figures under victim-side attacks, when measured
             (:meth:`with_robustness`): clean F1, F1 and flip rate per attack, on which split.

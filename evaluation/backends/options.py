@@ -69,7 +69,10 @@ class PromptOptions(CommonOptions):
     )
     render: str = field(
         default="plain",
-        metadata={"help": "plain | marked: the victim's text between explicit markers", "choices": RENDERS},
+        metadata={
+            "help": "plain | marked: the victim's text between explicit markers | sandwich: marked, then the question",
+            "choices": RENDERS,
+        },
     )
 
 
