@@ -40,7 +40,7 @@ from typing import Any
 from evaluation import registry
 from evaluation.judges import JudgeResult, JudgeSpec, build_judge
 from evaluation.metrics import compute_binary_metrics
-from evaluation.store import ResultStore, StoreLockedError
+from evaluation.store import ResultStore, StoreLockedError, write_atomically
 from evaluation.tables import is_missing
 from evaluation.transcripts import Columns, Transcripts, read_transcripts
 from recipes.categories import load_category
@@ -184,14 +184,8 @@ def _open_output(outputs: Outputs, identity: dict[str, Any]) -> ResultStore:
         raise DataError(str(path), error.row, error.field, "a whole verdict line; a corrupt line inside the file is "
                         "not a torn write, so it is not resumed past (repair it or use another --out)",
                         error.got) from error  # fmt: skip
-    _write_atomically(outputs.meta, json.dumps(identity, indent=2) + "\n")
+    write_atomically(outputs.meta, json.dumps(identity, indent=2) + "\n")
     return store
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, "utf-8", newline="")
-    tmp.replace(path)
 
 
 def _kept_name(name: str) -> str:
@@ -263,9 +257,9 @@ def _json_safe(value: Any) -> Any:
 def _write_metrics(outputs: Outputs, identity: dict[str, Any], metrics: dict[str, Any], lines: list[str],
                    unlabelled: int) -> None:  # fmt: skip
     payload = {"judge": identity, "n_unlabelled": unlabelled, "metrics": _json_safe(metrics)}
-    _write_atomically(outputs.metrics, json.dumps(payload, indent=2) + "\n")
+    write_atomically(outputs.metrics, json.dumps(payload, indent=2) + "\n")
     title = f"# {identity['judge']} ({identity['backend']}, {identity['prompt']}) on {identity['category']}"
-    _write_atomically(outputs.report, "\n\n".join([title, *lines, f"verdicts: {outputs.out.name}"]) + "\n")
+    write_atomically(outputs.report, "\n\n".join([title, *lines, f"verdicts: {outputs.out.name}"]) + "\n")
 
 
 def judge_file(
@@ -318,7 +312,7 @@ def judge_file(
         records = {str(r["id"]): r for r in store.records()}
     if outputs.is_csv:
         ordered = [records[e["id"]] for e in transcripts.examples if e["id"] in records]
-        _write_atomically(outputs.out, _csv_text(ordered, columns.keep))
+        write_atomically(outputs.out, _csv_text(ordered, columns.keep))
     skipped = transcripts.skipped
     detail = f" ({', '.join(f'{k}: {v}' for k, v in sorted(skipped.items()))})" if skipped else ""
     torn_note = f"; {torn} torn line(s) dropped" if torn else ""

@@ -18,7 +18,7 @@ from evaluation.plan import JudgeEntry
 from evaluation.records import JudgeName, JudgmentRecord, RunInfo
 from evaluation.run_data import RunData
 from evaluation.run_recipe import BEST, RunRecipe
-from evaluation.store import ResultStore, record_key
+from evaluation.store import ResultStore, record_key, write_atomically
 from recipes.schema import DataError
 
 
@@ -73,9 +73,7 @@ def check_previous(run_file: Path, judges: list[dict[str, Any]], data_info: dict
 
 def write_run_file(path: Path, info: RunInfo) -> None:
     """Replace ``run.json`` whole (a killed write leaves the old one)."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
-    tmp.replace(path)
+    write_atomically(path, json.dumps(info.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def resolved_name(entry: JudgeEntry, target: str) -> str:

@@ -46,6 +46,7 @@ __all__ = [
     "read_results",
     "record_key",
     "store_files",
+    "write_atomically",
 ]
 
 logger = logging.getLogger(__name__)
@@ -360,3 +361,11 @@ def read_results(run_dir: str | Path) -> list[dict[str, Any]]:
 def read_records(run_dir: str | Path) -> list[JudgmentRecord]:
     """A run folder's records, typed (what reports read)."""
     return [JudgmentRecord.from_dict(r) for r in read_results(run_dir)]
+
+
+def write_atomically(path: str | Path, text: str) -> None:
+    """Replace ``path`` whole: a killed write leaves the old file, never a torn one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, "utf-8", newline="")
+    os.replace(tmp, path)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from evaluation.store import write_atomically
 from recipes.loader import Problems, non_empty, parse_into, read_yaml
 from recipes.paths import PROJECT_ROOT, resolve_path
 from recipes.schema import DataError
@@ -145,9 +146,7 @@ class _Stages:
 
     def mark(self, stage: str, fingerprint: str) -> None:
         self.done[stage] = fingerprint
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.done, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_atomically(self.path, json.dumps(self.done, indent=2, sort_keys=True) + "\n")
 
 
 def _banner(step: int, total: int, text: str) -> None:

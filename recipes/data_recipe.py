@@ -48,7 +48,7 @@ from recipes.augment import AugmentConfig, parse_augment
 from recipes.categories import Category, load_category
 from recipes.loader import at_least, load, non_empty, read_yaml
 from recipes.mixtures import CAP_MODES, MixturePlan
-from recipes.prompts import RENDERS, FieldBudget, check_render
+from recipes.prompts import RENDER_HELP, RENDERS, FieldBudget, check_render
 from recipes.schema import DataError
 from recipes.sources import SourceConfig, parse_source
 from recipes.splits import SPLITS, SplitFractions
@@ -126,7 +126,7 @@ class DataRecipe:
     render: str = field(
         default="plain",
         metadata={
-            "help": "plain | marked: victim text between markers | sandwich: marked, then the question",
+            "help": RENDER_HELP,
             "choices": RENDERS,
         },
     )

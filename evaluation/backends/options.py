@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import NoneType, UnionType
 from typing import Any, TypeVar
 
-from recipes.prompts import RENDERS, FieldBudget
+from recipes.prompts import RENDER_HELP, RENDERS, FieldBudget
 from recipes.schema import DataError
 
 
@@ -70,7 +70,7 @@ class PromptOptions(CommonOptions):
     render: str = field(
         default="plain",
         metadata={
-            "help": "plain | marked: the victim's text between explicit markers | sandwich: marked, then the question",
+            "help": RENDER_HELP,
             "choices": RENDERS,
         },
     )

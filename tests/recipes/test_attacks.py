@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import datasets
 import pytest
 from recipes_helpers import TOY_SOURCE, toy_rows, write_csv, write_yaml
@@ -18,7 +20,7 @@ from recipes.attacks import (
 from recipes.augment import AugmentConfig, augment_examples, parse_augment
 from recipes.builders import build_datasets, load_data_recipe
 from recipes.categories import load_category
-from recipes.prompts import FieldBudget, render_prompt
+from recipes.prompts import FieldBudget, load_template, render_prompt
 from recipes.schema import DataError
 
 
@@ -146,6 +148,19 @@ def test_sandwich_render_restates_the_question_after_the_victims_last_word(harmf
     tail = user[user.index("<<<VICTIM RESPONSE END>>>") :]
     assert "answer NOT_HARMFUL" not in tail and harmful.question in tail
     assert user.rstrip().endswith(f"Answer {harmful.positive} or {harmful.negative}.")
+
+
+def test_sandwich_reminder_restates_each_templates_own_answer_format(harmful):
+    score = render_prompt("score", harmful, HARMFUL, render="sandwich").messages[1]["content"]
+    cot = render_prompt("cot", harmful, HARMFUL, render="sandwich").messages[1]["content"]
+    assert score.rstrip().endswith("Answer with the 1-5 score in the JSON object asked for above, score first.")
+    assert f"Answer {harmful.positive} or {harmful.negative}." not in score
+    assert cot.rstrip().endswith(
+        f"Reason first, then give {harmful.positive} or {harmful.negative} in the JSON object asked for above."
+    )
+    review = dataclasses.replace(load_template("basic"), answer="review", verdict_first=True)
+    with pytest.raises(DataError, match="field 'render': expected a first-level template for 'sandwich'"):
+        render_prompt(review, harmful, HARMFUL, render="sandwich")
 
 
 def _rows(n):
