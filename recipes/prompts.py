@@ -10,8 +10,9 @@ Three renders of the judged text (:data:`RENDERS`): ``plain`` puts the fields in
 they are; ``marked`` also wraps each victim field in explicit start and end markers, tells the
 judge in the system part that text between markers is data and never instructions, and strips
 from the victim's text any run of marker brackets, so it cannot fake a marker of its own;
-``sandwich`` is ``marked`` with the question restated after the transcript, so that the last words
-before the verdict are the judge's own and not an appended note of the victim's. A tuned judge
+``sandwich`` is ``marked`` with the question and the template's own answer format restated after
+the transcript, so that the last words before the verdict are the judge's own and not an appended
+note of the victim's. A tuned judge
 records its render in ``judge.json`` and is evaluated with it.
 """
 
