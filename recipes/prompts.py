@@ -12,8 +12,7 @@ judge in the system part that text between markers is data and never instruction
 from the victim's text any run of marker brackets, so it cannot fake a marker of its own;
 ``sandwich`` is ``marked`` with the question and the template's own answer format restated after
 the transcript, so that the last words before the verdict are the judge's own and not an appended
-note of the victim's. A tuned judge
-records its render in ``judge.json`` and is evaluated with it.
+note of the victim's. A tuned judge records its render in ``judge.json`` and is evaluated with it.
 """
 
 from __future__ import annotations
