@@ -35,8 +35,8 @@ class JudgeCard:
         budget: the per-field character budget used when rendering training prompts.
         metrics: final validation metrics (F1, precision, ...).
         threshold: decision threshold on P(positive) chosen on validation (0.5 when not tuned).
-        render: how the judged text was rendered in training (``plain``, ``marked`` or ``sandwich``); evaluation
-            renders it the same way.
+        render: how the judged text was rendered in training (one of :data:`recipes.prompts.RENDERS`);
+            evaluation renders it the same way.
         robustness: the judge's figures under victim-side attacks, when measured
             (:meth:`with_robustness`): clean F1, F1 and flip rate per attack, on which split.
         thresholds: per-category thresholds chosen on each category's validation rows; a category

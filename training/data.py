@@ -234,3 +234,23 @@ def load_sft_data(
     extra = [str(d) for d in categories_dirs or []] or None
     words = {name: list(load_category(name, extra).verdict_words) for name in names}
     return SFTData(train=train, validation=data["validation"], card=card, verdict_words=words)
+
+
+def drop_overlong(
+    rows: datasets.Dataset, tokenizer: Any, max_length: int | None
+) -> tuple[datasets.Dataset, list[str]]:
+    """The rows whose whole conversation fits ``max_length`` tokens, and the ids of the others.
+
+    TRL cuts a longer row at its end, which is where the verdict is: the row then teaches nothing, or the
+    prompt without its verdict. Leaving such rows out here lets the run count and report them.
+    """
+    if max_length is None:
+        return rows, []
+    lengths = [
+        len(tokenizer.apply_chat_template(m, tokenize=True, return_dict=True)["input_ids"]) for m in rows["messages"]
+    ]
+    fits = [n <= max_length for n in lengths]
+    if all(fits):
+        return rows, []
+    dropped = [row_id for row_id, ok in zip(rows["id"], fits) if not ok]
+    return rows.select([i for i, ok in enumerate(fits) if ok]), dropped

@@ -182,6 +182,7 @@ def _write_outputs(
     *,
     adapter: bool,
     resume: str | None,
+    too_long: int,
 ) -> dict[str, float]:
     """Check the saved adapter, then write judge.json, the model card and a run summary (main process)."""
     from recipes.judge_card import JudgeCard
@@ -212,7 +213,13 @@ def _write_outputs(
     )
     card.write(output_dir)
     _write_model_card(trainer, output_dir, card, data)
-    summary = {"global_step": trainer.state.global_step, "resumed_from": resume, "verdict_metrics": metrics}
+    summary = {
+        "global_step": trainer.state.global_step,
+        "resumed_from": resume,
+        "train_rows": len(data.train),
+        "train_rows_too_long": too_long,
+        "verdict_metrics": metrics,
+    }
     (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     logger.info("wrote %s (verdict metrics %s)", output_dir, {k: round(v, 3) for k, v in metrics.items()})
     return metrics
@@ -237,7 +244,7 @@ def main(judge_args: Any, training_args: Any, model_args: Any) -> Path:
         load_model_config,
         zero_stage,
     )
-    from training.data import ensure_data_dir, fixed_subset, load_sft_data
+    from training.data import drop_overlong, ensure_data_dir, fixed_subset, load_sft_data
     from training.trainer import JudgeSFTTrainer
     from training.verdict_loss import verdict_token_ids
 
@@ -280,6 +287,19 @@ def main(judge_args: Any, training_args: Any, model_args: Any) -> Path:
     if training_args.chat_template_path is None and training_args.assistant_only_loss:
         original_template = install_training_template(tokenizer, model_args.model_name_or_path)
 
+    data.train, overlong = drop_overlong(data.train, tokenizer, training_args.max_length)
+    if len(data.train) == 0:
+        raise ConfigError(
+            "<config>", "max_length", "a length that fits at least one training row", training_args.max_length
+        )
+    if overlong:
+        logger.warning(
+            "%d training rows left out: longer than max_length=%d tokens, their verdict would be cut off (raise"
+            " max_length or lower the data recipe's budget); first: %s",
+            len(overlong),
+            training_args.max_length,
+            ", ".join(overlong[:5]),
+        )
     # The fixed validation subset: judged by the callback and, with eval_loss, scored for loss too.
     rows = min(judge_args.verdict_eval_rows or len(data.validation), len(data.validation))
     subset = data.validation.select(fixed_subset(data.validation["category"], rows, training_args.seed))
@@ -353,7 +373,15 @@ def main(judge_args: Any, training_args: Any, model_args: Any) -> Path:
     if main_process:
         adapter = peft_config is not None
         metrics = _write_outputs(
-            trainer, callback, judge_args, model_args, data, output_dir, adapter=adapter, resume=resume
+            trainer,
+            callback,
+            judge_args,
+            model_args,
+            data,
+            output_dir,
+            adapter=adapter,
+            resume=resume,
+            too_long=len(overlong),
         )
     trainer.accelerator.wait_for_everyone()
     if main_process and "wandb" in (training_args.report_to or []):

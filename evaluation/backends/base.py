@@ -115,7 +115,8 @@ class PromptJudge:
 
     Subclasses implement :meth:`complete` and name their typed options in ``options_class``. A tuned
     judge passes the verdict words, template, budget, render and decision threshold its ``judge.json``
-    recorded; otherwise ``options.render`` (``plain`` by default, ``marked`` or ``sandwich``) chooses the render.
+    recorded; otherwise ``options.render`` (``plain`` by default, or another of
+    :data:`recipes.prompts.RENDERS`) chooses the render.
     """
 
     options_class: type[PromptOptions] = PromptOptions

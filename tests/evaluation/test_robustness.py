@@ -180,5 +180,6 @@ def test_a_judge_renders_as_its_options_or_card_say(harmful):
     plain = build_judge(JudgeSpec(model="m", backend="fake"))
     plain.judge(examples, harmful)
     assert "<<<VICTIM" not in plain.calls[-1]["prompts"][0].messages[1]["content"]
-    with pytest.raises(ValueError, match="options.render: expected one of plain, marked, sandwich, got 'bold'"):
+    expected = "options.render: expected one of plain, marked, sandwich, datamark, got 'bold'"
+    with pytest.raises(ValueError, match=expected):
         build_judge(JudgeSpec(model="m", backend="fake", options={"render": "bold"}))

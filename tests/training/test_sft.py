@@ -36,6 +36,7 @@ def test_lora_lowers_loss_changes_weights_and_writes_judge_json(train, run_argv,
     verdicts = [json.loads(line) for line in (out / "validation_verdicts.jsonl").read_text().splitlines()]
     assert len(verdicts) == 8 and all(0.0 <= v["p_positive"] <= 1.0 for v in verdicts)
     assert "## judgeforge" in (out / "README.md").read_text(encoding="utf-8")
+    assert json.loads((out / "train_summary.json").read_text(encoding="utf-8"))["train_rows_too_long"] == 0
     # The tuned judge ships with the model's own chat template, not the training variant.
     assert "{% generation" not in (out / "chat_template.jinja").read_text(encoding="utf-8")
 
@@ -100,3 +101,31 @@ def test_a_diverging_run_stops_with_a_clear_error(train, run_argv, tmp_path, mon
     with pytest.raises(TrainingDiverged, match=r"diverged by step 3: (loss|grad_norm) is nan.*max_grad_norm"):
         train(run_argv("--max_steps", "6", output_dir=tmp_path / "nan"))
     assert len(calls) == 3  # stopped at once, not after the remaining steps
+
+
+def test_rows_longer_than_max_length_are_left_out_and_counted(
+    train, run_argv, tiny_model_dir, sft_dir, tmp_path, caplog
+):
+    """A row TRL would cut at its end loses its verdict: it is left out of training, counted and reported."""
+    import datasets
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    rows = datasets.load_from_disk(str(sft_dir / "sft"))["train"]
+    lengths = [len(tokenizer.apply_chat_template(r["messages"], return_dict=True)["input_ids"]) for r in rows]
+    cut = sorted(lengths)[len(lengths) // 2]
+    too_long = sum(n > cut for n in lengths)
+    assert 0 < too_long < len(rows)  # the fixture's rows differ in length
+    with caplog.at_level("WARNING", logger="training.sft"):
+        out = train(run_argv("--max_steps", "1", "--max_length", str(cut), output_dir=tmp_path / "cut"))
+    summary = json.loads((out / "train_summary.json").read_text(encoding="utf-8"))
+    assert summary["train_rows_too_long"] == too_long and summary["train_rows"] == len(rows) - too_long
+    assert f"{too_long} training rows left out: longer than max_length={cut} tokens" in caplog.text
+
+
+def test_a_max_length_that_fits_no_row_is_a_config_error(train, run_argv, tmp_path):
+    from training.checks import ConfigError
+
+    with pytest.raises(ConfigError, match="field 'max_length': expected a length that fits at least one training row"):
+        train(run_argv("--max_length", "8", output_dir=tmp_path / "none"))
+    assert not (tmp_path / "none" / "train_summary.json").exists()
