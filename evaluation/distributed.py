@@ -219,7 +219,7 @@ def _generates(spec: JudgeSpec) -> bool:
 
 def example_cost(example: Mapping[str, Any], spec: JudgeSpec, budget: FieldBudget | None = None) -> float:
     """Estimated tokens one judgment of ``example`` costs ``spec`` (before the model's size)."""
-    budget = budget or FieldBudget()
+    budget = (budget or FieldBudget()).for_category(str(example.get("category", "")))
     prompt = example.get("prompt", "")
     chars = min(len(prompt if isinstance(prompt, str) else prompt_text(prompt)), budget.prompt_chars)
     chars += min(len(str(example.get("response", ""))), budget.response_chars)

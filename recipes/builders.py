@@ -31,7 +31,7 @@ from recipes.categories import Category
 from recipes.data_card import SFT_SPLITS, DataCard
 from recipes.data_recipe import CategorySelection, DataRecipe, load_data_recipe, resolve_sources, resolved_dict
 from recipes.mixtures import mix, source_counts
-from recipes.prompts import FieldBudget, JudgeTemplate, load_template, render_prompt
+from recipes.prompts import FieldBudget, JudgeTemplate, budget_dict, load_template, render_prompt
 from recipes.schema import FEATURES, DataError, from_arrow_row, to_arrow_row
 from recipes.sources import BadRowsError, OnBadRow, SourceReport, load_source
 from recipes.splits import SPLITS, assign_splits, subsample_stratified
@@ -252,7 +252,7 @@ def build_datasets(
         description=recipe.description,
         recipe_hash=_hash(resolved_recipe),
         prompt_template=template.name,
-        budget=dataclasses.asdict(recipe.budget),
+        budget=budget_dict(recipe.budget),
         seed=recipe.seed,
         splits=recipe.splits.as_dict(),
         counts=_counts(splits, list(categories)),

@@ -48,7 +48,7 @@ from recipes.augment import AugmentConfig, parse_augment
 from recipes.categories import Category, load_category
 from recipes.loader import at_least, load, non_empty, read_yaml
 from recipes.mixtures import CAP_MODES, MixturePlan
-from recipes.prompts import RENDER_HELP, RENDERS, FieldBudget, check_render
+from recipes.prompts import RENDER_HELP, RENDERS, BudgetError, FieldBudget, budget_dict, check_render, parse_budget
 from recipes.schema import DataError
 from recipes.sources import SourceConfig, parse_source
 from recipes.splits import SPLITS, SplitFractions
@@ -157,6 +157,10 @@ class DataRecipe:
         repeated = sorted(n for n, k in Counter(names).items() if k > 1)
         if repeated:
             raise DataError(where, None, "categories", "each category once", repeated)
+        stray = sorted(set(self.budget.categories) - set(names))
+        if stray:
+            field_path = f"budget.categories.{stray[0]}"
+            raise DataError(where, None, field_path, f"a category of this recipe {names}", stray[0])
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise DataError(where, None, "seed", "an integer", self.seed)
         limit = self.limit_per_category
@@ -183,7 +187,7 @@ class DataRecipe:
             "splits": self.splits.as_dict(),
             "seed": self.seed,
             "prompt_template": self.prompt_template,
-            "budget": dataclasses.asdict(self.budget),
+            "budget": budget_dict(self.budget),
             "limit_per_category": self.limit_per_category,
             "few_shot": self.few_shot,
             **({"cap_per_source": self.cap_per_source} if self.cap_per_source else {}),
@@ -282,17 +286,10 @@ def _parse_splits(data: Any, where: str = "<recipe>") -> SplitFractions:
 
 
 def _parse_budget(data: Any, where: str = "<recipe>") -> FieldBudget:
-    data = {} if data is None else data
-    known = [f.name for f in dataclasses.fields(FieldBudget)]
-    if not isinstance(data, Mapping):
-        raise DataError(where, None, "budget", f"a mapping with keys among {known}", data)
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise DataError(where, None, f"budget.{unknown[0]}", f"one of {known}", unknown[0])
-    for key, value in data.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise DataError(where, None, f"budget.{key}", "a non-negative number", value)
-    return FieldBudget(**data)
+    try:
+        return parse_budget({} if data is None else data)
+    except BudgetError as error:
+        raise DataError(where, None, error.field, error.expected, error.got) from None
 
 
 def _parse_selection(item: Any, where: str, index: int) -> CategorySelection:

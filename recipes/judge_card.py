@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recipes.prompts import FieldBudget
+from recipes.prompts import FieldBudget, budget_dict, parse_budget
 from recipes.schema import DataError
 
 
@@ -48,7 +48,7 @@ class JudgeCard:
     verdict_words: dict[str, list[str]]
     adapter: bool = True
     data_recipe_hash: str = ""
-    budget: dict[str, Any] = field(default_factory=lambda: dataclasses.asdict(FieldBudget()))
+    budget: dict[str, Any] = field(default_factory=lambda: budget_dict(FieldBudget()))
     metrics: dict[str, float] = field(default_factory=dict)
     threshold: float = 0.5
     render: str = "plain"
@@ -66,8 +66,8 @@ class JudgeCard:
         return float(self.thresholds.get(category, self.threshold))
 
     def field_budget(self) -> FieldBudget:
-        """The training-time budget as a :class:`FieldBudget`."""
-        return FieldBudget(**self.budget)
+        """The training-time budget as a :class:`FieldBudget` (its per-category entries included)."""
+        return parse_budget(self.budget)
 
     def with_robustness(self, figures: dict[str, Any]) -> JudgeCard:
         """A copy recording the judge's figures under attack (``evaluation.robustness.robustness_summary``)."""

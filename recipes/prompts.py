@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -104,6 +104,74 @@ class FieldBudget:
     response_chars: int = 2000
     context_chars: int = 600
     head_fraction: float = 0.4
+    categories: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+    def for_category(self, name: str) -> FieldBudget:
+        """The budget one category's prompts get: ``categories[name]`` overrides the fields it names.
+
+        A jailbroken answer's harm may sit past a long preamble, while a hallucination judge may do
+        better on less of a long answer, so one budget need not fit every category of a judge.
+        """
+        override = self.categories.get(name)
+        return replace(self, categories={}, **override) if override else self
+
+
+_BUDGET_FIELDS = ("prompt_chars", "response_chars", "context_chars", "head_fraction")
+
+
+def budget_dict(budget: FieldBudget) -> dict[str, Any]:
+    """The budget as plain data; ``categories`` only when it has entries (so older hashes hold)."""
+    data = {key: getattr(budget, key) for key in _BUDGET_FIELDS}
+    if budget.categories:
+        data["categories"] = {name: dict(override) for name, override in budget.categories.items()}
+    return data
+
+
+class BudgetError(ValueError):
+    """A malformed ``budget``: the key path, what was expected and what was found.
+
+    The data recipe and the judge options each report it in their own error type.
+    """
+
+    def __init__(self, field_path: str, expected: str, got: Any, known: Sequence[str] = ()):
+        self.field, self.expected, self.got = field_path, expected, got
+        self.problem = f"unknown key; known: {', '.join(known)}" if known else f"expected {expected}, got {got!r}"
+        super().__init__(f"{field_path}: {self.problem}")
+
+
+def parse_budget(data: Any) -> FieldBudget:
+    """A :class:`FieldBudget` from a recipe's or a judge's ``budget`` mapping (or :class:`BudgetError`)."""
+    if not isinstance(data, Mapping):
+        raise BudgetError("budget", f"a mapping with keys among {[*_BUDGET_FIELDS, 'categories']}", data)
+    fields = _budget_fields(data, "budget", allow_categories=True)
+    per_category = data.get("categories") or {}
+    if not isinstance(per_category, Mapping):
+        raise BudgetError("budget.categories", "a mapping of category name to budget fields", per_category)
+    categories = {}
+    for name, override in per_category.items():
+        where = f"budget.categories.{name}"
+        if not isinstance(override, Mapping):
+            raise BudgetError(where, f"a mapping with keys among {list(_BUDGET_FIELDS)}", override)
+        categories[str(name)] = _budget_fields(override, where, allow_categories=False)
+    return FieldBudget(**fields, categories=categories)
+
+
+def _budget_fields(data: Mapping[str, Any], where: str, *, allow_categories: bool) -> dict[str, Any]:
+    known = [*_BUDGET_FIELDS, "categories"] if allow_categories else list(_BUDGET_FIELDS)
+    unknown = sorted(str(k) for k in set(data) - set(known))
+    if unknown:
+        raise BudgetError(f"{where}.{unknown[0]}", f"one of {known}", unknown[0], known)
+    fields = {}
+    for key in _BUDGET_FIELDS:
+        if key not in data:
+            continue
+        value = data[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise BudgetError(f"{where}.{key}", "a non-negative number", value)
+        if key == "head_fraction" and value > 1:
+            raise BudgetError(f"{where}.{key}", "a fraction between 0 and 1", value)
+        fields[key] = value if key == "head_fraction" else int(value)
+    return fields
 
 
 @dataclass(frozen=True)
@@ -286,13 +354,13 @@ def render_prompt(
         example: a judgment example (``prompt``, ``response``, optional ``context``).
         exemplars: labelled examples for ``few_shot``, drawn from the train split by the caller;
             when None, the category's own hand-written exemplars are used.
-        budget: per-field character budget.
+        budget: per-field character budget; its ``categories`` entry for ``category`` applies.
         render: ``plain``, ``marked`` (victim fields between explicit markers), ``sandwich``
             (marked, and the question restated after them) or ``datamark`` (sandwich, the victim's
             spaces written as ``^``); see the module doc.
     """
     tpl = template if isinstance(template, JudgeTemplate) else load_template(template)
-    budget = budget or FieldBudget()
+    budget = (budget or FieldBudget()).for_category(category.name)
     check_render(render)
     values = {
         "category": category,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import NoneType, UnionType
 from typing import Any, TypeVar
 
-from recipes.prompts import RENDER_HELP, RENDERS, FieldBudget
+from recipes.prompts import RENDER_HELP, RENDERS, BudgetError, FieldBudget, parse_budget
 from recipes.schema import DataError
 
 
@@ -165,14 +165,10 @@ def known_keys(cls: type) -> list[str]:
 def _budget(value: Any, where: str) -> FieldBudget | None:
     if value is None or isinstance(value, FieldBudget):
         return value
-    known = known_keys(FieldBudget)
-    if not isinstance(value, Mapping):
-        raise OptionsError(where, "budget", f"expected a mapping of {', '.join(known)}, got {value!r}", "a mapping",
-                           value)  # fmt: skip
-    for key in value:
-        if key not in known:
-            raise OptionsError(where, f"budget.{key}", f"unknown key; known: {', '.join(known)}", "a known key", key)
-    return FieldBudget(**value)
+    try:
+        return parse_budget(value)
+    except BudgetError as error:
+        raise OptionsError(where, error.field, error.problem, error.expected, error.got) from None
 
 
 def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:

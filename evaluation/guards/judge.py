@@ -54,14 +54,15 @@ class GuardJudge:
 
     # -- prompt formats --------------------------------------------------------------------------
 
-    def _fields(self, example: dict) -> tuple[str, str]:
-        prompt = truncate_middle(prompt_text(example["prompt"]), self.budget.prompt_chars, self.budget.head_fraction)
-        response = truncate_middle(str(example["response"]), self.budget.response_chars, self.budget.head_fraction)
+    def _fields(self, example: dict, category: Category) -> tuple[str, str]:
+        budget = self.budget.for_category(category.name)
+        prompt = truncate_middle(prompt_text(example["prompt"]), budget.prompt_chars, budget.head_fraction)
+        response = truncate_middle(str(example["response"]), budget.response_chars, budget.head_fraction)
         return prompt, response
 
     def render(self, example: dict, category: Category) -> tuple[str, str]:
         """(model input, shared prefix) for one example."""
-        prompt, response = self._fields(example)
+        prompt, response = self._fields(example, category)
         if self.kind == "llama_guard":
             codes = llama_guard.hazard_codes(category, self.variant, strict=self.strict)
             text = llama_guard.render_llama_guard_prompt(prompt, response, codes, self.variant)

@@ -103,6 +103,9 @@ def test_options_are_typed_and_converted_as_the_backends_read_them():
     hf = registry.parse_options("hf", {"max_batch_tokens": "4096", "prefix_cache": False, "budget": {}}, "x")
     assert isinstance(hf, HFOptions) and hf.max_batch_tokens == 4096 and hf.prefix_cache is False
     assert hf.budget == FieldBudget() and hf.read == "auto"
+    per_category = registry.parse_options("hf", {"budget": {"categories": {"jailbreak": {"response_chars": 9}}}}, "x")
+    assert per_category.budget.for_category("jailbreak").response_chars == 9
+    assert per_category.budget.for_category("malware") == FieldBudget(categories=per_category.budget.categories)
     openai = registry.parse_options("openai", {"concurrency": 3, "extra_body": None}, "x")
     assert (openai.concurrency, openai.extra_body, openai.model) == (3, {}, None)
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -124,6 +127,12 @@ def test_options_are_typed_and_converted_as_the_backends_read_them():
             {"budget": {"prompt_char": 9}},
             "judges[2].options.budget.prompt_char: unknown key; known: prompt_chars",
         ),
+        (
+            "hf",
+            {"budget": {"categories": {"jailbreak": {"prompt_char": 9}}}},
+            "judges[2].options.budget.categories.jailbreak.prompt_char: unknown key; known: prompt_chars",
+        ),
+        ("hf", {"budget": {"response_chars": -1}}, "judges[2].options.budget.response_chars: expected a non-negative"),
         ("openai", {"max_concurrency": 8}, "options.max_concurrency: unknown key; known: seed, deterministic, budget"),
         ("openai", {"api_key": "sk-secret-value"}, "options.api_key: unknown key"),  # keys: environment only
         ("guard", {"kind": "wildguard"}, "options.kind: expected one of None, llama_guard, shieldgemma"),

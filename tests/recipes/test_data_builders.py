@@ -160,6 +160,17 @@ def test_unknown_source_name_lists_the_known_ones(tmp_path, toy):
         pytest.param({"splits": {"train": 0.5, "validation": 0.2, "test": 0.2}}, "splits", id="fractions_sum"),
         pytest.param({"splits": {"train": 0.8, "dev": 0.2}}, "splits.dev", id="unknown_split"),
         pytest.param({"budget": {"prompt_tokens": 5}}, "budget.prompt_tokens", id="unknown_budget_key"),
+        pytest.param(
+            {"budget": {"categories": {"nope": {"response_chars": 5}}}},
+            "budget.categories.nope",
+            id="budget_of_no_category",
+        ),
+        pytest.param(
+            {"budget": {"categories": {"toy": {"response_char": 5}}}},
+            "budget.categories.toy.response_char",
+            id="unknown_category_budget_key",
+        ),
+        pytest.param({"budget": {"head_fraction": 1.5}}, "budget.head_fraction", id="head_fraction_over_one"),
         pytest.param({"limit_per_category": 0}, "limit_per_category", id="zero_limit"),
         pytest.param({"seed": "forty-two"}, "seed", id="seed_not_int"),
         pytest.param({"categories": [{"name": "toy", "weight": 2}]}, "weight", id="unknown_category_key"),

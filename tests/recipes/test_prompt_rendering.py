@@ -7,7 +7,8 @@ from recipes_helpers import TOY_COLUMNS, TOY_LABELS, toy_rows, write_csv, write_
 
 from recipes.builders import build_datasets, load_data_recipe
 from recipes.categories import load_category
-from recipes.prompts import FIRST_LEVEL, FieldBudget, render_prompt, render_review_prompt
+from recipes.judge_card import JudgeCard
+from recipes.prompts import FIRST_LEVEL, FieldBudget, budget_dict, render_prompt, render_review_prompt
 
 
 def _few_shot_build(tmp_path, toy_category_dir, k=4):
@@ -59,25 +60,50 @@ def test_budget_keeps_head_and_tail_of_long_fields():
     assert len(prompt_body) <= 100
 
 
-def test_recipe_budget_reaches_the_sft_prompts(tmp_path, toy_category_dir):
+def _response_body(rendered) -> str:
+    return rendered.messages[1]["content"].split("<victim_response>")[1].split("</victim_response>")[0].strip()
+
+
+def test_a_category_budget_overrides_the_global_one_for_that_category_only():
+    response = "HEAD " + "middle " * 100 + " TAIL"
+    budget = FieldBudget(response_chars=1000, categories={"jailbreak": {"response_chars": 120}})
+    example = {"prompt": "q", "response": response}
+    short = _response_body(render_prompt("basic", load_category("jailbreak"), example, budget=budget))
+    full = _response_body(render_prompt("basic", load_category("hallucination"), example, budget=budget))
+    assert len(short) <= 120 and short.startswith("HEAD") and short.endswith("TAIL")
+    assert full == response
+    # a tuned judge reads it back from judge.json and renders its categories the same way
+    card = JudgeCard(base_model="m", prompt_template="basic", verdict_words={}, budget=budget_dict(budget))
+    assert card.field_budget() == budget and card.field_budget().for_category("jailbreak").response_chars == 120
+    assert "categories" not in budget_dict(FieldBudget())  # recipes without it keep their hash
+
+
+def _build_with_a_long_row(tmp_path, toy_category_dir, budget):
+    """A one-category build whose first row has a long response, and that row's user message."""
     rows = toy_rows(20, groups=10)
     rows[0]["a"] = "start " + "filler " * 500 + " finish"
     write_csv(tmp_path / "toy.csv", rows)
     source = {"name": "s", "kind": "csv", "path": "toy.csv", "columns": TOY_COLUMNS, "label_map": TOY_LABELS}
     recipe = write_yaml(
         tmp_path / "b.yaml",
-        {
-            "name": "b",
-            "categories": ["toy"],
-            "budget": {"response_chars": 120},
-            "splits": {"train": 1.0, "validation": 0.0, "test": 0.0},
-        },
+        {"name": "b", "categories": ["toy"], "budget": budget, "splits": {"train": 1.0, "validation": 0, "test": 0}},
     )
     built = build_datasets(load_data_recipe(recipe), data_root=tmp_path, categories_dirs=[toy_category_dir([source])])
     long_row = next(r for r in built.sft["train"] if r["id"] == built.splits["train"][0]["id"])
-    user = long_row["messages"][1]["content"]
+    return built, long_row["messages"][1]["content"]
+
+
+def test_recipe_budget_reaches_the_sft_prompts(tmp_path, toy_category_dir):
+    built, user = _build_with_a_long_row(tmp_path, toy_category_dir, {"response_chars": 120})
     assert "start" in user and "finish" in user and len(user) < 600
     assert built.card.budget["response_chars"] == 120
+
+
+def test_a_recipe_category_budget_reaches_that_categorys_sft_prompts(tmp_path, toy_category_dir):
+    budget = {"response_chars": 5000, "categories": {"toy": {"response_chars": 120}}}
+    built, user = _build_with_a_long_row(tmp_path, toy_category_dir, budget)
+    assert "start" in user and "finish" in user and len(user) < 600
+    assert built.card.budget["categories"] == {"toy": {"response_chars": 120}}
 
 
 def test_transcript_cannot_close_its_own_section():
