@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -116,7 +116,8 @@ class FieldBudget:
         return replace(self, categories={}, **override) if override else self
 
 
-_BUDGET_FIELDS = ("prompt_chars", "response_chars", "context_chars", "head_fraction")
+# the per-field limits, which a category entry may override (every field but ``categories``)
+_BUDGET_FIELDS = tuple(f.name for f in fields(FieldBudget) if f.name != "categories")
 
 
 def budget_dict(budget: FieldBudget) -> dict[str, Any]:
@@ -143,7 +144,7 @@ def parse_budget(data: Any) -> FieldBudget:
     """A :class:`FieldBudget` from a recipe's or a judge's ``budget`` mapping (or :class:`BudgetError`)."""
     if not isinstance(data, Mapping):
         raise BudgetError("budget", f"a mapping with keys among {[*_BUDGET_FIELDS, 'categories']}", data)
-    fields = _budget_fields(data, "budget", allow_categories=True)
+    limits = _budget_fields(data, "budget", allow_categories=True)
     per_category = data.get("categories") or {}
     if not isinstance(per_category, Mapping):
         raise BudgetError("budget.categories", "a mapping of category name to budget fields", per_category)
@@ -153,7 +154,7 @@ def parse_budget(data: Any) -> FieldBudget:
         if not isinstance(override, Mapping):
             raise BudgetError(where, f"a mapping with keys among {list(_BUDGET_FIELDS)}", override)
         categories[str(name)] = _budget_fields(override, where, allow_categories=False)
-    return FieldBudget(**fields, categories=categories)
+    return FieldBudget(**limits, categories=categories)
 
 
 def _budget_fields(data: Mapping[str, Any], where: str, *, allow_categories: bool) -> dict[str, Any]:
@@ -161,7 +162,7 @@ def _budget_fields(data: Mapping[str, Any], where: str, *, allow_categories: boo
     unknown = sorted(str(k) for k in set(data) - set(known))
     if unknown:
         raise BudgetError(f"{where}.{unknown[0]}", f"one of {known}", unknown[0], known)
-    fields = {}
+    limits = {}
     for key in _BUDGET_FIELDS:
         if key not in data:
             continue
@@ -170,8 +171,8 @@ def _budget_fields(data: Mapping[str, Any], where: str, *, allow_categories: boo
             raise BudgetError(f"{where}.{key}", "a non-negative number", value)
         if key == "head_fraction" and value > 1:
             raise BudgetError(f"{where}.{key}", "a fraction between 0 and 1", value)
-        fields[key] = value if key == "head_fraction" else int(value)
-    return fields
+        limits[key] = value if key == "head_fraction" else int(value)
+    return limits
 
 
 @dataclass(frozen=True)
