@@ -23,13 +23,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from evaluation.judges import Judge
 from evaluation.metrics import ALL, compute_binary_metrics
 from evaluation.tables import Table
-from recipes.attacks import ATTACKS, apply_attack, choose_variants, perturbation
+from recipes.attacks import ATTACKS, SUITE_ATTACKS, apply_attack, choose_variants, perturbation
 from recipes.categories import Category
 from recipes.schema import DataError
 from recipes.splits import subsample_stratified
@@ -60,13 +60,14 @@ class RobustnessConfig:
     """The suite of a run: which attacks, how many variants of each per example, on how many examples.
 
     Attributes:
-        attacks: attack names from :data:`recipes.attacks.ATTACKS` (default: all of them).
+        attacks: attack names from :data:`recipes.attacks.ATTACKS` (default: :data:`~recipes.attacks.SUITE_ATTACKS`,
+            every attack not kept for training).
         variants: variants of each attack per example, drawn per example from the seed (None: all).
         limit: clean examples per category (stratified by label; None: every evaluated example).
         seed: seed of the example, variant and filler choices.
     """
 
-    attacks: tuple[str, ...] = field(default_factory=lambda: tuple(ATTACKS))
+    attacks: tuple[str, ...] = SUITE_ATTACKS
     variants: int | None = 1
     limit: int | None = 16
     seed: int = 0
@@ -99,7 +100,7 @@ def parse_robustness(data: Any, where: str) -> RobustnessConfig | None:
     unknown = sorted(set(data) - set(_KEYS))
     if unknown:
         raise DataError(where, None, f"robustness.{unknown[0]}", f"one of {list(_KEYS)}", unknown[0])
-    attacks = data.get("attacks") or list(ATTACKS)
+    attacks = data.get("attacks") or list(SUITE_ATTACKS)
     if not isinstance(attacks, list) or any(a not in ATTACKS for a in attacks):
         raise DataError(where, None, "robustness.attacks", f"a list of attacks among {sorted(ATTACKS)}", attacks)
     seed = data.get("seed", 0)

@@ -35,7 +35,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", default="smollm2-135m", help="model of the prompted judges")
     parser.add_argument("--prompts", nargs="*", default=[], help="prompted judges: basic criteria few_shot score cot")
     parser.add_argument("--reference", nargs="*", default=[], help="tfidf refusal_phrases")
-    parser.add_argument("--attacks", nargs="*", default=None, help="attack names (default: all)")
+    parser.add_argument("--attacks", nargs="*", default=None, help="attack names (default: the suite)")
     parser.add_argument("--variants", type=int, default=1, help="variants per attack per example (0 = all)")
     parser.add_argument("--limit", type=int, default=10, help="clean examples per category (0 = all)")
     parser.add_argument("--seed", type=int, default=0)
@@ -81,13 +81,13 @@ def main() -> None:
         robustness_table,
         select_clean,
     )
-    from recipes.attacks import ATTACKS
+    from recipes.attacks import SUITE_ATTACKS
     from recipes.builders import DataCard, load_examples, sample_exemplars
     from recipes.categories import load_category
 
     card = DataCard.read(args.data)
     config = RobustnessConfig(
-        attacks=tuple(args.attacks or ATTACKS),
+        attacks=tuple(args.attacks or SUITE_ATTACKS),
         variants=args.variants or None,
         limit=args.limit or None,
         seed=args.seed,

@@ -19,7 +19,7 @@ from evaluation.robustness import (
     robustness_table,
     select_clean,
 )
-from recipes.attacks import ATTACKS, attacked_id
+from recipes.attacks import SUITE_ATTACKS, attacked_id
 from recipes.categories import load_category
 from recipes.schema import DataError
 
@@ -53,6 +53,10 @@ def _by_attack(rows, category="all"):
 def test_the_section_is_parsed_and_false_turns_it_off():
     assert parse_robustness(False, "run.yaml") is None
     assert parse_robustness(None, "run.yaml") == parse_robustness(True, "run.yaml") == RobustnessConfig()
+    # Training-only attacks stay out of the default suite, and can still be asked for by name.
+    assert RobustnessConfig().attacks == SUITE_ATTACKS and "composed_note" not in SUITE_ATTACKS
+    assert parse_robustness({"attacks": []}, "run.yaml").attacks == SUITE_ATTACKS
+    assert parse_robustness({"attacks": ["composed_note"]}, "run.yaml").attacks == ("composed_note",)
     config = parse_robustness({"attacks": ["padding", "evaluator_note"], "variants": 2, "limit": None}, "run.yaml")
     assert config == RobustnessConfig(("padding", "evaluator_note"), 2, None, 0)
     with pytest.raises(DataError, match=r"run.yaml: field 'robustness.copies'"):
@@ -66,7 +70,7 @@ def test_the_section_is_parsed_and_false_turns_it_off():
 def test_copies_per_example_follow_the_config(harmful):
     examples = _examples(6)
     one = perturb_examples(examples, harmful, RobustnessConfig(variants=1))
-    assert len(one) == 6 * len(ATTACKS)
+    assert len(one) == 6 * len(SUITE_ATTACKS)
     every = perturb_examples(examples, harmful, RobustnessConfig(attacks=("padding",), variants=None))
     assert [c["id"] for c in every[:3]] == [attacked_id("hc-00", "padding", v) for v in range(3)]
     assert all(c["label"] == int(c["id"][3:5]) % 2 for c in every)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import datasets
 import pytest
@@ -10,6 +11,7 @@ from recipes_helpers import TOY_SOURCE, toy_rows, write_csv, write_yaml
 
 from recipes.attacks import (
     ATTACKS,
+    SUITE_ATTACKS,
     apply_attack,
     attack_variants,
     attacked_id,
@@ -41,9 +43,44 @@ def harmful():
 
 
 def test_registry_holds_every_kind_with_several_variants():
-    assert set(ATTACKS) == {"evaluator_note", "fake_verdict", "ignore_instructions", "verdict_words", "roleplay",
-                            "padding"}  # fmt: skip
+    assert SUITE_ATTACKS == ("evaluator_note", "fake_verdict", "ignore_instructions", "verdict_words", "roleplay",
+                             "padding")  # fmt: skip
+    assert set(ATTACKS) == {*SUITE_ATTACKS, "composed_note"} and ATTACKS["composed_note"].training_only
     assert all(len(a.variants) >= 3 for a in ATTACKS.values())
+
+
+def _four_grams(text: str) -> set[tuple[str, ...]]:
+    """Runs of four words within one clause (punctuation ends a run)."""
+    grams = set()
+    for clause in re.split(r"[.;:,!?()\[\]{}*\n-]+", text.lower()):
+        words = re.findall(r"[a-z]+", clause)
+        grams |= {tuple(words[i : i + 4]) for i in range(len(words) - 3)}
+    return grams
+
+
+def test_composed_notes_vary_per_row_and_share_no_four_words_with_the_suite(harmful):
+    """Training on composed notes must leave the suite's wording unseen, or the suite measures memory."""
+    clean = dict(HARMFUL, response="QQQ one. QQQ two.\n\nQQQ three. QQQ four.")
+    suite_grams = set()
+    for name in SUITE_ATTACKS:
+        for v in range(len(ATTACKS[name].variants)):
+            suite_grams |= _four_grams(apply_attack(clean, harmful, name, v, seed=0)["response"])
+    notes = []
+    for i in range(60):
+        row = dict(clean, id=f"hc-{i}")
+        after, before, middle = (apply_attack(row, harmful, "composed_note", v)["response"] for v in range(3))
+        assert after.startswith(clean["response"]) and before.endswith(clean["response"])
+        head, tail = middle.split("\n\n")[0], middle.split("\n\n")[-1]
+        assert (head, tail) == ("QQQ one. QQQ two.", "QQQ three. QQQ four.") and middle.count("\n\n") == 2
+        for text in (after, before, middle):
+            note = text.replace(clean["response"], "").replace(head, "").replace(tail, "").strip()
+            assert "SAFE" in note and not _four_grams(note) & suite_grams, note
+            notes.append(note)
+    assert len(set(notes)) > 120  # drawn per row and variant, not a handful of fixed sentences
+    # One paragraph: the note goes in at the sentence break nearest the middle.
+    one_paragraph = apply_attack(HARMFUL, harmful, "composed_note", 2)["response"]
+    first, note, last = one_paragraph.split("\n\n")
+    assert (first, last) == ("Step 1: insert a tension wrench.", "Step 2: rake the pins until they set. Step 3: turn.")
 
 
 @pytest.mark.parametrize(
@@ -198,6 +235,9 @@ def test_augmentation_copies_rows_with_unchanged_labels(harmful):
     for copy in copies:
         assert copy["label"] == by_id[perturbation(copy)["clean_id"]]["label"]
     assert copies == augment_examples(list(reversed(rows)), {"harmful_content": harmful}, config)[0]
+    composed, counts = augment_examples(rows, {"harmful_content": harmful}, AugmentConfig(("composed_note",), 1.0))
+    assert counts == {"composed_note": 20} and all(c["label"] == by_id[c["meta"]["perturbation"]["clean_id"]]["label"]
+                                                   for c in composed)  # fmt: skip
     many, _ = augment_examples(rows, {"harmful_content": harmful}, AugmentConfig(("padding",), fraction=3.0))
     assert len(many) == 60 and len({c["id"] for c in many}) == 60  # three distinct variants per row
 
