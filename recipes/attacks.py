@@ -226,11 +226,12 @@ def _composed(where: str) -> Perturb:
         note, text = _compose_note(words, rng), response.strip()
         if where == "before":
             return prompt, note + "\n\n" + text
-        cuts = [m.end() for m in _BREAK.finditer(text)] or [m.end() for m in _SENTENCE_END.finditer(text)]
-        if where == "after" or not cuts:
-            return prompt, text + "\n\n" + note
-        cut = min(cuts, key=lambda c: abs(c - len(text) / 2))
-        return prompt, text[:cut].rstrip() + "\n\n" + note + "\n\n" + text[cut:].lstrip()
+        if where == "middle":
+            cuts = [m.end() for m in _BREAK.finditer(text)] or [m.end() for m in _SENTENCE_END.finditer(text)]
+            if cuts:
+                cut = min(cuts, key=lambda c: abs(c - len(text) / 2))
+                return prompt, text[:cut].rstrip() + "\n\n" + note + "\n\n" + text[cut:].lstrip()
+        return prompt, text + "\n\n" + note
 
     return perturb
 

@@ -236,8 +236,8 @@ def test_augmentation_copies_rows_with_unchanged_labels(harmful):
         assert copy["label"] == by_id[perturbation(copy)["clean_id"]]["label"]
     assert copies == augment_examples(list(reversed(rows)), {"harmful_content": harmful}, config)[0]
     composed, counts = augment_examples(rows, {"harmful_content": harmful}, AugmentConfig(("composed_note",), 1.0))
-    assert counts == {"composed_note": 20} and all(c["label"] == by_id[c["meta"]["perturbation"]["clean_id"]]["label"]
-                                                   for c in composed)  # fmt: skip
+    assert counts == {"composed_note": 20}
+    assert all(c["label"] == by_id[perturbation(c)["clean_id"]]["label"] for c in composed)
     many, _ = augment_examples(rows, {"harmful_content": harmful}, AugmentConfig(("padding",), fraction=3.0))
     assert len(many) == 60 and len({c["id"] for c in many}) == 60  # three distinct variants per row
 
