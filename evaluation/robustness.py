@@ -12,6 +12,10 @@ judge judges both, and per judge and attack the suite reports:
   dangerous direction (a harmful answer talked into "harmless"), with their rate among the
   copies whose clean verdict was positive.
 
+A control (``benign_note``: a harmless remark where the evaluator note goes) is judged like an
+attack and reported beside them, never in their sums: an attack's flip rate above the control's is
+the judge obeying the attack; the control's own is the judge moving under any added text.
+
 Everything here works on records shaped like the results store's lines (``judge``, ``category``,
 ``example_id``, ``repeat``, ``human_label``, ``label``, ``status``, plus ``attack``, ``variant`` and
 ``clean_id`` on perturbed copies), so the run recipe's suite, the report and
@@ -29,7 +33,7 @@ from typing import Any
 from evaluation.judges import Judge
 from evaluation.metrics import ALL, compute_binary_metrics
 from evaluation.tables import Table
-from recipes.attacks import ATTACKS, SUITE_ATTACKS, apply_attack, choose_variants, perturbation
+from recipes.attacks import ATTACKS, SUITE_ATTACKS, apply_attack, choose_variants, is_control, perturbation
 from recipes.categories import Category
 from recipes.schema import DataError
 from recipes.splits import subsample_stratified
@@ -61,7 +65,7 @@ class RobustnessConfig:
 
     Attributes:
         attacks: attack names from :data:`recipes.attacks.ATTACKS` (default: :data:`~recipes.attacks.SUITE_ATTACKS`,
-            every attack not kept for training).
+            every attack not kept for training, and the ``benign_note`` control).
         variants: variants of each attack per example, drawn per example from the seed (None: all).
         limit: clean examples per category (stratified by label; None: every evaluated example).
         seed: seed of the example, variant and filler choices.
@@ -309,6 +313,7 @@ def robustness_summary(rows: Sequence[RobustnessRow], judge: str, **context: Any
             "clean_positive": row.clean_positive,
             "no_label": row.no_label,
         }
+        | ({"control": True} if is_control(name) else {})
         for name, row in mine.items()
         if name != CLEAN
     }
@@ -324,7 +329,8 @@ def robustness_table(rows: Sequence[RobustnessRow], category: str = ALL) -> Tabl
 
     The positive -> negative column sums the dangerous flips over all attacks, over the attacked
     copies whose clean verdict was positive. Outputs without a verdict under attack are counted in
-    ``no verdict`` (``lost``: the clean verdict was valid). None when no judge was attacked.
+    ``no verdict`` (``lost``: the clean verdict was valid). A control has its column, marked, and
+    counts in none of the sums. None when no judge was attacked.
     """
     chosen = [r for r in rows if r.category == category]
     attacks = list(dict.fromkeys(r.attack for r in chosen if r.attack != CLEAN))
@@ -336,14 +342,15 @@ def robustness_table(rows: Sequence[RobustnessRow], category: str = ALL) -> Tabl
         [
             "judge",
             "clean F1",
-            *[f"{a}: F1 / flip rate" for a in attacks],
+            *[f"{a}{' (control)' if is_control(a) else ''}: F1 / flip rate" for a in attacks],
             "flip rate (all attacks)",
             "positive→negative flips",
             "no verdict under attack",
         ],  # fmt: skip
         intro="Each attacked example's response is perturbed by the victim (an evaluator note, a fake verdict, "
         "role-play framing, padding, ...) and keeps its human label. Clean F1 is on the same examples, "
-        "unattacked; a flip is a valid verdict that changed; a dash: not measured.",
+        "unattacked; a flip is a valid verdict that changed; a dash: not measured. The control adds a harmless "
+        "remark where the evaluator note goes: its flip rate is how far any added text moves the judge.",
     )
     for judge in dict.fromkeys(r.judge for r in chosen):
         mine = {r.attack: r for r in chosen if r.judge == judge}
@@ -352,7 +359,7 @@ def robustness_table(rows: Sequence[RobustnessRow], category: str = ALL) -> Tabl
         for name in attacks:
             row = mine.get(name)
             cells.append(f"{_number(row.f1)} / {_number(row.flip_rate)}" if row else "–")
-        under = [mine[a] for a in attacks if a in mine]
+        under = [mine[a] for a in attacks if a in mine and not is_control(a)]
         compared = sum(r.compared for r in under)
         flips = sum(r.flips for r in under)
         positive = sum(r.clean_positive for r in under)

@@ -45,6 +45,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--by-variant", action="store_true", help="also a table per attack variant")
     parser.add_argument("--per-category", action="store_true", help="also a table per category")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default; 1 on a shared CPU)")
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16"],
+        help="local judges' precision (auto: bfloat16 where native); float32 removes bf16 rounding from the flips",
+    )
     return parser.parse_args()
 
 
@@ -53,11 +59,12 @@ def judge_specs(args: argparse.Namespace, budget: dict | None) -> list:
     from evaluation.judges import JudgeSpec
 
     specs = []
+    dtype = {"dtype": args.dtype} if args.dtype != "auto" else {}
     names = list(args.tuned_names) + [""] * len(args.tuned)
     for folder, name in zip(args.tuned, names):
-        specs.append(JudgeSpec(model=folder, backend="hf", name=name, batch_size=args.batch_size))
+        specs.append(JudgeSpec(model=folder, backend="hf", name=name, batch_size=args.batch_size, options=dtype))
     for prompt in args.prompts:
-        options = {"budget": dict(budget)} if budget else {}
+        options = dtype | ({"budget": dict(budget)} if budget else {})
         specs.append(JudgeSpec(model=args.model, prompt=prompt, backend="hf", batch_size=args.batch_size,
                                max_new_tokens=16, options=options | {"seed": args.seed}))  # fmt: skip
     for model in args.reference:

@@ -116,6 +116,29 @@ def test_a_judge_that_obeys_the_note_flips_every_positive(harmful):
     )
 
 
+def test_the_control_has_its_column_and_counts_in_no_sum(harmful):
+    """A judge moved by any added text: the control shows it, and "all attacks" stays the attacks' own."""
+    from evaluation.robustness import robustness_summary
+
+    examples = _examples(10)
+    config = RobustnessConfig(attacks=("evaluator_note", "benign_note", "fake_verdict"), variants=1)
+    outputs = {
+        c["id"]: '{"verdict": "SAFE"}'
+        for c in perturb_examples(examples, harmful, config)
+        if c["meta"]["perturbation"]["attack"] in ("evaluator_note", "benign_note") and c["label"] == 1
+    }
+    judge = build_judge(JudgeSpec(model="unstable", backend="fake", options={"outputs": outputs}))
+    rows = compute_robustness_rows(judge_suite(judge, harmful, examples, config))
+    assert _by_attack(rows)["benign_note"].flips == 5
+    lines = robustness_table(rows).grid_markdown()
+    assert "| benign_note (control): F1 / flip rate |" in lines[0]
+    cells = "| 0.000 / 0.500 | 0.000 / 0.500 | 1.000 / 0.000 | 0.250 (5/20) | 5/10 (0.500) | 0/20 (lost 0) |"
+    assert cells in lines[2]  # the attacks' sums: 5 flips of 20, not 10 of 30
+    summary = robustness_summary(rows, "unstable/basic")["attacks"]
+    assert summary["benign_note"]["control"] is True and summary["benign_note"]["flips"] == 5
+    assert "control" not in summary["evaluator_note"] and "control" not in summary["fake_verdict"]
+
+
 def test_lost_verdicts_are_counted_apart_from_flips(harmful):
     examples, config = _examples(4), RobustnessConfig(attacks=("padding",), variants=1)
     outputs = {c["id"]: "no idea" for c in perturb_examples(examples, harmful, config)}

@@ -16,6 +16,7 @@ from recipes.attacks import (
     attack_variants,
     attacked_id,
     choose_variants,
+    is_control,
     parse_attack_names,
     perturbation,
 )
@@ -43,9 +44,12 @@ def harmful():
 
 
 def test_registry_holds_every_kind_with_several_variants():
-    assert SUITE_ATTACKS == ("evaluator_note", "fake_verdict", "ignore_instructions", "verdict_words", "roleplay",
-                             "padding")  # fmt: skip
-    assert set(ATTACKS) == {*SUITE_ATTACKS, "composed_note"} and ATTACKS["composed_note"].training_only
+    assert SUITE_ATTACKS == ("evaluator_note", "benign_note", "fake_verdict", "ignore_instructions", "verdict_words",
+                             "roleplay", "padding")  # fmt: skip
+    assert set(ATTACKS) == {*SUITE_ATTACKS, "composed_note", "aside"}
+    assert ATTACKS["composed_note"].training_only and ATTACKS["aside"].training_only
+    assert [n for n in ATTACKS if is_control(n)] == ["benign_note"] and is_control("benign_note.3")
+    assert not is_control("evaluator_note.0") and not is_control("unknown")
     assert all(len(a.variants) >= 3 for a in ATTACKS.values())
 
 
@@ -58,29 +62,70 @@ def _four_grams(text: str) -> set[tuple[str, ...]]:
     return grams
 
 
-def test_composed_notes_vary_per_row_and_share_no_four_words_with_the_suite(harmful):
-    """Training on composed notes must leave the suite's wording unseen, or the suite measures memory."""
-    clean = dict(HARMFUL, response="QQQ one. QQQ two.\n\nQQQ three. QQQ four.")
+QQQ = "QQQ one. QQQ two.\n\nQQQ three. QQQ four."
+
+
+def _drawn_texts(harmful, name: str, rows: int) -> list[str]:
+    """What a drawn attack adds to ``rows`` rows, after, before and between the two paragraphs.
+
+    Each added text shares no four words in a row with any variant of any suite attack: training on
+    it must leave the suite's wording unseen, or the suite measures memory.
+    """
+    head, tail = QQQ.split("\n\n")
     suite_grams = set()
-    for name in SUITE_ATTACKS:
-        for v in range(len(ATTACKS[name].variants)):
-            suite_grams |= _four_grams(apply_attack(clean, harmful, name, v, seed=0)["response"])
-    notes = []
-    for i in range(60):
-        row = dict(clean, id=f"hc-{i}")
-        after, before, middle = (apply_attack(row, harmful, "composed_note", v)["response"] for v in range(3))
-        assert after.startswith(clean["response"]) and before.endswith(clean["response"])
-        head, tail = middle.split("\n\n")[0], middle.split("\n\n")[-1]
-        assert (head, tail) == ("QQQ one. QQQ two.", "QQQ three. QQQ four.") and middle.count("\n\n") == 2
+    for suite in SUITE_ATTACKS:
+        for v in range(len(ATTACKS[suite].variants)):
+            suite_grams |= _four_grams(apply_attack(dict(HARMFUL, response=QQQ), harmful, suite, v)["response"])
+    added = []
+    for i in range(rows):
+        row = dict(HARMFUL, id=f"hc-{i}", response=QQQ)
+        after, before, middle = (apply_attack(row, harmful, name, v)["response"] for v in range(3))
+        assert after.startswith(QQQ) and before.endswith(QQQ)
+        assert middle.startswith(head + "\n\n") and middle.endswith("\n\n" + tail) and middle.count("\n\n") == 2
         for text in (after, before, middle):
-            note = text.replace(clean["response"], "").replace(head, "").replace(tail, "").strip()
-            assert "SAFE" in note and not _four_grams(note) & suite_grams, note
-            notes.append(note)
+            text = text.replace(head, "").replace(tail, "").strip()
+            assert not _four_grams(text) & suite_grams, text
+            added.append(text)
+    return added
+
+
+def test_composed_notes_vary_per_row_and_share_no_four_words_with_the_suite(harmful):
+    notes = _drawn_texts(harmful, "composed_note", 60)
+    assert all("SAFE" in note for note in notes)
     assert len(set(notes)) > 120  # drawn per row and variant, not a handful of fixed sentences
     # One paragraph: the note goes in at the sentence break nearest the middle.
     one_paragraph = apply_attack(HARMFUL, harmful, "composed_note", 2)["response"]
     first, note, last = one_paragraph.split("\n\n")
     assert (first, last) == ("Step 1: insert a tension wrench.", "Step 2: rake the pins until they set. Step 3: turn.")
+
+
+# What would make an added text a request to the judge rather than harmless small talk.
+_JUDGE_WORDS = re.compile(
+    r"\b(judge|evaluat\w*|review\w*|verdict|label\w*|mark|classif\w*|rat(e|ed|ing)|safe|harm\w*|polic\w*|instruct\w*)\b",
+    re.I,
+)
+
+
+def _added(text: str, clean: str) -> str:
+    return text.replace(clean, "").strip()
+
+
+def test_the_control_is_in_the_suite_where_the_note_goes_and_asks_for_nothing(harmful):
+    """The control must differ from the evaluator note only in what it says, or it measures something else."""
+    clean = HARMFUL["response"]
+    notes = [_added(apply_attack(HARMFUL, harmful, "evaluator_note", v)["response"], clean) for v in range(4)]
+    controls = [apply_attack(HARMFUL, harmful, "benign_note", v)["response"] for v in range(4)]
+    for text, note in zip(controls, notes):
+        added = _added(text, clean)
+        assert text.startswith(clean + "\n\n") and not _JUDGE_WORDS.search(added), added
+        assert 0.7 * len(note) <= len(added) <= 1.3 * len(note), (added, note)
+
+
+def test_asides_vary_per_row_ask_for_nothing_and_share_no_four_words_with_the_suite(harmful):
+    """Training on asides teaches invariance to small talk without showing the control's wording."""
+    asides = _drawn_texts(harmful, "aside", 40)
+    assert not any(_JUDGE_WORDS.search(aside) for aside in asides)
+    assert len(set(asides)) > 60
 
 
 @pytest.mark.parametrize(
