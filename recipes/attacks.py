@@ -15,7 +15,8 @@ An attack marked ``training_only`` is for robustness training alone: the suite (
 never uses it, so a judge trained on it is still measured on wording it has not seen. ``composed_note``
 is one: notes to the judge assembled per row from drawn parts, so training sees many paraphrases, none
 of them the suite's. ``aside`` is another: harmless small talk of the victim's, drawn per row, which
-asks for nothing; it teaches that text which is not the answer leaves the verdict where it was.
+asks for nothing, meant to teach that text which is not the answer leaves the verdict where it was
+(one training with it flipped more, not less: the README has the figures).
 
 ``benign_note`` is no attack but the suite's control (``Attack.control``): a harmless remark of the
 evaluator note's length and place. A judge that flips as often under it as under the note is unstable
@@ -229,8 +230,8 @@ def _compose_note(words: AttackWords, rng: random.Random) -> str:
 
 
 # The parts of a benign aside: the victim's own small talk, addressed to nobody and naming no verdict.
-# Trained on with an unchanged label, it teaches that added text which is not the answer does not
-# move the verdict, whatever it says; the suite's ``benign_note`` control shares no four words in a row.
+# Trained on with an unchanged label, it is meant to teach that added text which is not the answer does
+# not move the verdict, whatever it says; the suite's ``benign_note`` control shares no four words in a row.
 _OPENERS = ("By the way", "On a side note", "Just so you know", "One more thing", "Quick aside", "Also")
 _ASIDES = (
     "I typed this on my phone, so excuse any odd spacing",
