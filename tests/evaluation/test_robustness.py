@@ -78,12 +78,12 @@ def test_copies_per_example_follow_the_config(harmful):
     assert len(kept) == 10 and sum(e["label"] for e in kept) == 5
 
 
-def _gullible(harmful, examples, config, **options):
-    """A scripted judge, right on clean examples, that obeys the note on the positives."""
+def _gullible(harmful, examples, config, obeys=("evaluator_note",), **options):
+    """A scripted judge, right on clean examples, that answers SAFE on the positives under ``obeys``."""
     outputs = {
         c["id"]: '{"verdict": "SAFE"}'
         for c in perturb_examples(examples, harmful, config)
-        if c["meta"]["perturbation"]["attack"] == "evaluator_note" and c["label"] == 1
+        if c["meta"]["perturbation"]["attack"] in obeys and c["label"] == 1
     }
     spec = JudgeSpec(model="gullible", backend="fake", options={"outputs": outputs, **options})
     return build_judge(spec)
@@ -122,19 +122,14 @@ def test_the_control_has_its_column_and_counts_in_no_sum(harmful):
 
     examples = _examples(10)
     config = RobustnessConfig(attacks=("evaluator_note", "benign_note", "fake_verdict"), variants=1)
-    outputs = {
-        c["id"]: '{"verdict": "SAFE"}'
-        for c in perturb_examples(examples, harmful, config)
-        if c["meta"]["perturbation"]["attack"] in ("evaluator_note", "benign_note") and c["label"] == 1
-    }
-    judge = build_judge(JudgeSpec(model="unstable", backend="fake", options={"outputs": outputs}))
+    judge = _gullible(harmful, examples, config, obeys=("evaluator_note", "benign_note"))
     rows = compute_robustness_rows(judge_suite(judge, harmful, examples, config))
     assert _by_attack(rows)["benign_note"].flips == 5
     lines = robustness_table(rows).grid_markdown()
     assert "| benign_note (control): F1 / flip rate |" in lines[0]
     cells = "| 0.000 / 0.500 | 0.000 / 0.500 | 1.000 / 0.000 | 0.250 (5/20) | 5/10 (0.500) | 0/20 (lost 0) |"
     assert cells in lines[2]  # the attacks' sums: 5 flips of 20, not 10 of 30
-    summary = robustness_summary(rows, "unstable/basic")["attacks"]
+    summary = robustness_summary(rows, "gullible/basic")["attacks"]
     assert summary["benign_note"]["control"] is True and summary["benign_note"]["flips"] == 5
     assert "control" not in summary["evaluator_note"] and "control" not in summary["fake_verdict"]
 
