@@ -33,7 +33,15 @@ from typing import Any
 from evaluation.judges import Judge
 from evaluation.metrics import ALL, compute_binary_metrics
 from evaluation.tables import Table
-from recipes.attacks import ATTACKS, SUITE_ATTACKS, apply_attack, choose_variants, is_control, perturbation
+from recipes.attacks import (
+    ATTACKS,
+    SUITE_ATTACKS,
+    apply_attack,
+    base_attack,
+    choose_variants,
+    is_control,
+    perturbation,
+)
 from recipes.categories import Category
 from recipes.schema import DataError
 from recipes.splits import subsample_stratified
@@ -254,7 +262,7 @@ def _rows_for(judge: str, category: str, records: Sequence[Mapping[str, Any]]) -
 def _attack_order(name: str) -> tuple[int, str]:
     """Registry order, then the name (``evaluator_note.1`` after ``evaluator_note.0``)."""
     order = list(ATTACKS)
-    base = name.split(".")[0]
+    base = base_attack(name)
     return (order.index(base) if base in order else len(order)), name
 
 

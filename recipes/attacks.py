@@ -45,10 +45,12 @@ __all__ = [
     "apply_attack",
     "attack_variants",
     "attacked_id",
+    "base_attack",
     "choose_variants",
     "is_control",
     "parse_attack_names",
     "perturbation",
+    "variant_name",
 ]
 
 # Joins a clean id and the attack in a perturbed copy's id: ``jb-001@evaluator_note.0``.
@@ -357,9 +359,19 @@ ATTACKS: dict[str, Attack] = {
 SUITE_ATTACKS: tuple[str, ...] = tuple(name for name, attack in ATTACKS.items() if not attack.training_only)
 
 
+def variant_name(name: str, variant: int) -> str:
+    """One variant of an attack as a name of its own (``evaluator_note.1``): ids and per-variant tables."""
+    return f"{name}.{variant}"
+
+
+def base_attack(name: str) -> str:
+    """The attack of a name that may carry a variant: ``evaluator_note.1`` -> ``evaluator_note``."""
+    return name.partition(".")[0]
+
+
 def is_control(name: str) -> bool:
     """Whether ``name`` (``benign_note`` or a per-variant ``benign_note.2``) is a control, not an attack."""
-    attack = ATTACKS.get(name.split(".")[0])
+    attack = ATTACKS.get(base_attack(name))
     return attack is not None and attack.control
 
 
@@ -388,7 +400,7 @@ def parse_attack_names(names: Any, where: str, field: str) -> list[tuple[str, in
 
 def attacked_id(clean_id: str, name: str, variant: int) -> str:
     """The id of a perturbed copy: the clean id, the attack and its variant."""
-    return f"{clean_id}{ATTACK_SEPARATOR}{name}.{variant}"
+    return f"{clean_id}{ATTACK_SEPARATOR}{variant_name(name, variant)}"
 
 
 def _rng(seed: int, *parts: Any) -> random.Random:

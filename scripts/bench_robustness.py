@@ -88,7 +88,7 @@ def main() -> None:
         robustness_table,
         select_clean,
     )
-    from recipes.attacks import SUITE_ATTACKS
+    from recipes.attacks import SUITE_ATTACKS, variant_name
     from recipes.builders import DataCard, load_examples, sample_exemplars
     from recipes.categories import load_category
 
@@ -131,7 +131,7 @@ def main() -> None:
         for name in sorted(by_category):
             _print_table(f"### {name}", robustness_table(rows, name))
     if args.by_variant:
-        split = [dict(r, attack=f"{r['attack']}.{r['variant']}") if r.get("attack") else r for r in records]
+        split = [dict(r, attack=variant_name(r["attack"], r["variant"])) if r.get("attack") else r for r in records]
         variant_rows: list[RobustnessRow] = compute_robustness_rows(split)
         _print_table("### per attack variant", robustness_table(variant_rows))
 

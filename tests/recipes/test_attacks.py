@@ -15,10 +15,12 @@ from recipes.attacks import (
     apply_attack,
     attack_variants,
     attacked_id,
+    base_attack,
     choose_variants,
     is_control,
     parse_attack_names,
     perturbation,
+    variant_name,
 )
 from recipes.augment import AugmentConfig, augment_examples, parse_augment
 from recipes.builders import build_datasets, load_data_recipe
@@ -51,6 +53,15 @@ def test_registry_holds_every_kind_with_several_variants():
     assert [n for n in ATTACKS if is_control(n)] == ["benign_note"] and is_control("benign_note.3")
     assert not is_control("evaluator_note.0") and not is_control("unknown")
     assert all(len(a.variants) >= 3 for a in ATTACKS.values())
+
+
+def test_a_variant_name_round_trips_to_its_attack():
+    # Per-variant tables name rows evaluator_note.1; the order and the control flag come from the base name.
+    for name, attack in ATTACKS.items():
+        for v in range(len(attack.variants)):
+            assert base_attack(variant_name(name, v)) == name
+            assert attacked_id("jb-1", name, v).endswith("@" + variant_name(name, v))
+    assert base_attack("benign_note") == "benign_note"
 
 
 def _four_grams(text: str) -> set[tuple[str, ...]]:
